@@ -1,0 +1,361 @@
+"""``topics``: the command line. It only parses arguments and calls the stage functions.
+
+Library errors (:class:`~pipeline.errors.GovTopicsError`) become one line on stderr and an exit
+code: 1 for data problems, 2 for usage errors (bad config, no such model or path). Never a
+traceback for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import DataError, GovTopicsError
+
+log = logging.getLogger("pipeline")
+
+
+def _workspace(args: argparse.Namespace) -> Any:
+    from pipeline.workspace import Workspace
+
+    return Workspace.open(Path(args.exp) if args.exp else None, build=Path(args.build))
+
+
+def _print_table(rows: list[tuple[str, Any]], out: Any = sys.stderr) -> None:
+    width = max((len(k) for k, _ in rows), default=0)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}", file=out)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Read raw documents, clean them and write paragraph units (build/units.jsonl)."""
+    from pipeline import ingest
+    from pipeline.stages import run_ingest
+
+    ws = _workspace(args)
+    raw = Path(args.raw) if args.raw else ws.data_path(ws.cfg.data.raw)
+    if args.update_checksums:
+        path = ingest.write_checksums(raw, ingest.raw_files(raw))
+        print(
+            f"recorded sha256 of {len(ingest.raw_files(raw))} raw file(s) in {path}",
+            file=sys.stderr,
+        )
+    s = run_ingest(ws, raw)
+    print(
+        f"ingest: {s['documents']} documents, {s['articles']} articles -> {s['units']} units "
+        f"({ws.units})",
+        file=sys.stderr,
+    )
+    print("dropped (reason: count):", file=sys.stderr)
+    _print_table(sorted(s["dropped"].items()))
+    print("changed (action: count):", file=sys.stderr)
+    _print_table(sorted(s["actions"].items()))
+    print(f"every dropped line, with its reason: {ws.ingest_report}", file=sys.stderr)
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    """Segment the labelled units with jieba (all cores) into build/<exp>/segmented.jsonl."""
+    from pipeline.stages import run_segment
+
+    ws = _workspace(args)
+    m = run_segment(ws, jobs=args.jobs)
+    print(
+        f"segment: {m['units']} units ({m['seed_units']} seed, {m['written_units']} written) with "
+        f"{m['backend']} in {m['seconds']}s; dictionary sha256 {m['dictionary_sha256'][:12]}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    """Fit the TF-IDF (and lexicon) features; write the vocabulary summary."""
+    from pipeline.stages import run_features
+
+    ws = _workspace(args)
+    s = run_features(ws)
+    print(
+        f"features: {s['n_features']} features {s['by_branch']} over {s['units']} units; "
+        f"top terms per theme in {ws.vocabulary}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Fit the multi-label classifier and tune its per-theme thresholds."""
+    from pipeline.stages import run_train
+
+    ws = _workspace(args)
+    s = run_train(ws)
+    print(
+        f"train: {s['units']} units; thresholds {s['thresholds']} -> {ws.classifier}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Grouped cross-validation on the real seed units; write the JSON report."""
+    from pipeline.stages import run_evaluate
+
+    ws = _workspace(args)
+    s = run_evaluate(ws, learning_curve=not args.no_learning_curve)
+    print(
+        f"evaluate ({ws.cfg.evaluation.repeats}x{ws.cfg.evaluation.folds}-fold grouped CV on seed units): "
+        f"macro-F1 {s['macro_f1']:.3f} (seed units only: {s['macro_f1_seed_only']:.3f}; "
+        f"keyword baseline {s['baseline_macro_f1']:.3f}); micro-F1 {s['micro_f1']:.3f}; "
+        f"document macro-F1 {s['document_macro_f1']:.3f} -> {ws.evaluation}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    """Save the model as a new version under models/ and log the run to MLflow."""
+    from pipeline.registry import ModelStore
+    from pipeline.stages import run_register
+
+    ws = _workspace(args)
+    s = run_register(
+        ws, ModelStore(Path(args.models) if args.models else None), track=not args.no_track
+    )
+    print(
+        f"register: {s['name']} version {s['version']} (macro-F1 {s['macro_f1']:.3f}) at {s['path']}"
+        + (f"; MLflow run {s['mlflow_run_id']}" if s["mlflow_run_id"] else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_labels_check(args: argparse.Namespace) -> int:
+    """Check the gold labels: every unit labelled, known theme ids, no stale sha1s."""
+    from pipeline.ingest import read_units
+    from pipeline.labels import check_labels, load_gold, load_written
+
+    ws = _workspace(args)
+    tax = ws.taxonomy()
+    units = list(read_units(ws.require(ws.units, "ingest")))
+    rep = check_labels(
+        units,
+        load_gold(ws.data_path(ws.cfg.data.gold)),
+        load_written(ws.data_path(ws.cfg.data.extra)),
+        tax,
+    )
+    print(
+        f"seed: {rep.seed_units} units ({rep.seed_unlabelled} with no theme); "
+        f"written: {rep.written_units} units ({rep.written_unlabelled} with no theme)"
+    )
+    print(f"  {'theme':<12} {'seed':>6} {'written':>8}")
+    for t in tax.ids:
+        print(f"  {t:<12} {rep.seed_counts[t]:>6} {rep.written_counts[t]:>8}")
+    if rep.problems:
+        for p in rep.problems:
+            print(f"problem: {p}", file=sys.stderr)
+        print(f"labels check: {len(rep.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print("labels check: ok")
+    return 0
+
+
+def _write_records(records: list[str], out: str | None) -> None:
+    from pipeline.fsutil import atomic_write_text
+
+    if out:
+        atomic_write_text(Path(out), "".join(records))
+    else:
+        sys.stdout.write("".join(records))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict themes for files, folders (recursive), JSONL or - (stdin)."""
+    from pipeline.documents import Document, iter_documents
+    from pipeline.predict import Predictor
+    from pipeline.registry import ModelStore, parse_ref
+
+    store = ModelStore(Path(args.models) if args.models else None)
+    ref = parse_ref(args.model)
+    model, manifest = store.load(ref)
+    predictor = Predictor(model, name=f"{manifest['name']}:{manifest['version']}")
+    records: list[str] = []
+    counts: Counter[str] = Counter()
+    n_ok = n_err = 0
+    t0 = time.perf_counter()
+    batch: list[Document] = []
+
+    def flush() -> None:
+        nonlocal n_ok
+        if not batch:
+            return
+        for doc, rec in zip(
+            batch,
+            predictor.predict([d.text for d in batch], paragraphs=args.paragraphs),
+            strict=True,
+        ):
+            counts.update(rec["themes"])
+            records.append(
+                json.dumps({"id": doc.id, "source": doc.source, **rec}, ensure_ascii=False) + "\n"
+            )
+            n_ok += 1
+        batch.clear()
+
+    for item in iter_documents(args.paths, text_field=args.text_field, id_field=args.id_field):
+        if isinstance(item, Document):
+            batch.append(item)
+            if len(batch) >= 256:
+                flush()
+        else:
+            flush()
+            n_err += 1
+            records.append(
+                json.dumps(
+                    {"id": item.id, "source": item.source, "error": item.error}, ensure_ascii=False
+                )
+                + "\n"
+            )
+            print(f"topics predict: {item.source}: {item.error}", file=sys.stderr)
+    flush()
+    _write_records(records, args.output)
+    dt = time.perf_counter() - t0
+    per_theme = ", ".join(f"{t} {c}" for t, c in counts.most_common()) or "none"
+    print(
+        f"predict: {n_ok} documents in {dt:.1f}s with {predictor.name}; themes: {per_theme}; "
+        f"errors: {n_err}",
+        file=sys.stderr,
+    )
+    return 0 if n_err == 0 else 1
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    """List model versions with their metrics and aliases."""
+    from pipeline.registry import ModelStore
+
+    store = ModelStore(Path(args.models) if args.models else None)
+    aliases = store.aliases(args.name)
+    by_version: dict[int, list[str]] = {}
+    for a, v in aliases.items():
+        by_version.setdefault(v, []).append(a)
+    versions = store.versions(args.name)
+    if not versions:
+        print(f"no versions of {args.name} in {store.root}")
+        return 0
+    print(f"{'version':>7}  {'created':<25}  {'macro-F1':>8}  {'experiment':<16}  aliases")
+    for v in versions:
+        m = store.manifest(args.name, v)
+        tags = by_version.get(v, []) + (["latest"] if v == versions[-1] else [])
+        print(
+            f"{v:>7}  {m['created']:<25}  {m['metrics']['macro_f1']:>8.3f}  {m['experiment']:<16}  "
+            f"{', '.join(tags)}"
+        )
+    return 0
+
+
+def cmd_models_show(args: argparse.Namespace) -> int:
+    """Print a version's manifest."""
+    from pipeline.registry import ModelRef, ModelStore
+
+    store = ModelStore(Path(args.models) if args.models else None)
+    v = store.resolve(ModelRef(args.name, args.version))
+    print(json.dumps(store.manifest(args.name, v), ensure_ascii=False, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="topics", description="Tag Chinese government news and reports by theme."
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def stage(name: str, func: Any) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name, help=(func.__doc__ or "").splitlines()[0], description=func.__doc__
+        )
+        sp.add_argument(
+            "--exp", default="experiments/default.yaml", help="experiment config (YAML)"
+        )
+        sp.add_argument("--build", default="build", help="folder for stage outputs")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = stage("ingest", cmd_ingest)
+    sp.add_argument("--raw", help="folder of raw documents (default: the config's data.raw)")
+    sp.add_argument(
+        "--update-checksums",
+        action="store_true",
+        help="record the raw files' sha256 (after a deliberate change)",
+    )
+    sp = stage("segment", cmd_segment)
+    sp.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    stage("features", cmd_features)
+    stage("train", cmd_train)
+    sp = stage("evaluate", cmd_evaluate)
+    sp.add_argument("--no-learning-curve", action="store_true", help="skip the learning curve")
+    sp = stage("register", cmd_register)
+    sp.add_argument("--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)")
+    sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+
+    lp = sub.add_parser("labels", help="check the gold labels")
+    lsub = lp.add_subparsers(dest="labels_command", required=True, metavar="SUBCOMMAND")
+    sp = lsub.add_parser(
+        "check", help=cmd_labels_check.__doc__, description=cmd_labels_check.__doc__
+    )
+    sp.add_argument("--exp", default="experiments/default.yaml")
+    sp.add_argument("--build", default="build")
+    sp.set_defaults(func=cmd_labels_check)
+
+    sp = sub.add_parser("predict", help=cmd_predict.__doc__, description=cmd_predict.__doc__)
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or - for stdin")
+    sp.add_argument("-o", "--output", help="write JSONL here (atomically) instead of stdout")
+    sp.add_argument(
+        "--model", default=None, help="NAME[@ALIAS|:VERSION] (default: gov-topics, latest)"
+    )
+    sp.add_argument("--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)")
+    sp.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    sp.add_argument("--id-field", default="id", help="JSONL field holding the id")
+    sp.add_argument("--paragraphs", action="store_true", help="add paragraph-level themes")
+    sp.set_defaults(func=cmd_predict)
+
+    mp = sub.add_parser("models", help="list and inspect model versions")
+    msub = mp.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
+    for name, func in (("list", cmd_models_list), ("show", cmd_models_show)):
+        sp = msub.add_parser(name, help=func.__doc__, description=func.__doc__)
+        sp.add_argument("--models", help="model store folder")
+        sp.add_argument("--name", default="gov-topics")
+        if name == "show":
+            sp.add_argument("version", nargs="?", default="latest", help="version, alias or latest")
+        sp.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except GovTopicsError as exc:
+        print(f"topics {args.command}: error: {exc}", file=sys.stderr)
+        return (
+            2
+            if exc.exit_code == 2 or (isinstance(exc, DataError) and args.command == "predict")
+            else exc.exit_code
+        )
+    except KeyboardInterrupt:
+        print(f"topics {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

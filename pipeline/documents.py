@@ -1,0 +1,133 @@
+"""Reading documents to predict: files and folders of ``.txt``/``.md`` and JSONL.
+
+Every document becomes a :class:`Document` or, when it cannot be read, decoded or parsed, a
+:class:`DocumentError` that names the file (and line) — one bad document never stops a batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import DataError
+from pipeline.textio import decode_bytes
+
+TEXT_SUFFIXES = {".txt", ".md"}
+JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+SUFFIXES = TEXT_SUFFIXES | JSONL_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    source: str
+    text: str
+
+
+@dataclass(frozen=True)
+class DocumentError:
+    id: str
+    source: str
+    error: str
+
+
+Item = Document | DocumentError
+
+
+def _walk(path: Path, errors: list[DocumentError]) -> Iterator[Path]:
+    """Files under a folder, sorted, following no symlink loops; unreadable entries reported."""
+    seen: set[tuple[int, int]] = set()
+
+    def onerror(exc: OSError) -> None:
+        errors.append(
+            DocumentError(str(exc.filename), str(exc.filename), f"cannot read: {exc.strerror}")
+        )
+
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=True, onerror=onerror):
+        st = os.stat(dirpath)
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            errors.append(DocumentError(dirpath, dirpath, "symlink loop: folder already visited"))
+            dirnames[:] = []
+            continue
+        seen.add(key)
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if p.suffix.lower() in SUFFIXES:
+                yield p
+
+
+def read_jsonl(data: bytes, source: str, text_field: str, id_field: str) -> Iterator[Item]:
+    text = decode_bytes(data, source)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{source}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield DocumentError(where, where, f"invalid JSON ({exc.msg})")
+            continue
+        if not isinstance(obj, dict):
+            yield DocumentError(where, where, "expected a JSON object")
+            continue
+        doc_id = str(obj.get(id_field, where))
+        value = obj.get(text_field)
+        if not isinstance(value, str):
+            yield DocumentError(doc_id, where, f"no text in field {text_field!r}")
+            continue
+        yield Document(doc_id, where, value)
+
+
+def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator[Item]:
+    """The documents of one file."""
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        yield DocumentError(source, source, f"cannot read: {exc.strerror}")
+        return
+    try:
+        if path.suffix.lower() in JSONL_SUFFIXES:
+            yield from read_jsonl(data, source, text_field, id_field)
+        else:
+            yield Document(source, source, decode_bytes(data, source))
+    except DataError as exc:
+        yield DocumentError(source, source, exc.message)
+
+
+def iter_documents(
+    paths: Sequence[str], text_field: str = "text", id_field: str = "id"
+) -> Iterator[Item]:
+    """Documents from files, folders (recursive) and ``-`` (stdin: JSONL if it parses, else text).
+
+    Raises
+    ------
+    DataError
+        For a path that does not exist (a usage error: nothing is predicted).
+    """
+    for raw in paths:
+        if raw != "-" and not Path(raw).exists():
+            raise DataError(f"{raw}: no such file or folder", "check the path")
+    for raw in paths:
+        if raw == "-":
+            data = sys.stdin.buffer.read()
+            first = data.lstrip()[:1]
+            if first == b"{":
+                yield from read_jsonl(data, "<stdin>", text_field, id_field)
+            else:
+                yield Document("<stdin>", "<stdin>", decode_bytes(data, "<stdin>"))
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            errors: list[DocumentError] = []
+            for f in _walk(path, errors):
+                yield from read_path(f, text_field, id_field)
+            yield from errors
+        else:
+            yield from read_path(path, text_field, id_field)

@@ -1,0 +1,310 @@
+"""Stage 5, evaluate: honest, repeated grouped cross-validation on the real seed units.
+
+Folds are made of whole articles (never one article's paragraphs on both sides). Written units
+are always on the training side, and every figure is computed on real seed units only. The same
+folds score three things, so they can be compared: the model trained with the written corpus,
+the model trained on the seed units alone, and the keyword baseline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import f1_score, precision_recall_curve, precision_recall_fscore_support
+from sklearn.model_selection import GroupKFold
+
+from pipeline.config import ExperimentConfig
+from pipeline.labels import Example
+from pipeline.segment import SegmentedDoc
+from pipeline.train import KeywordBaseline, build_head, fit_head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalData:
+    """Segmented, labelled data for evaluation."""
+
+    seed_docs: list[SegmentedDoc]
+    seed: list[Example]
+    Y_seed: np.ndarray
+    written_docs: list[SegmentedDoc]
+    written: list[Example]
+    Y_written: np.ndarray
+
+
+def grouped_folds(
+    groups: Sequence[str], folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled grouped K-fold splits (fixed seed) over the seed units."""
+    n_groups = len(set(groups))
+    k = min(folds, n_groups)
+    splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(groups)), groups=list(groups)))
+
+
+def scores_of(Y: np.ndarray, P: np.ndarray, themes: Sequence[str]) -> dict[str, Any]:
+    """Macro/micro F1 and per-theme precision, recall, F1 and support."""
+    p, r, f, s = precision_recall_fscore_support(Y, P, average=None, zero_division=0)
+    fp = ((P == 1) & (Y == 0)).sum(axis=0)
+    fn = ((P == 0) & (Y == 1)).sum(axis=0)
+    return {
+        "macro_f1": float(f1_score(Y, P, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(Y, P, average="micro", zero_division=0)),
+        "per_theme": {
+            t: {
+                "precision": float(p[j]),
+                "recall": float(r[j]),
+                "f1": float(f[j]),
+                "support": int(s[j]),
+                "false_positives": int(fp[j]),
+                "false_negatives": int(fn[j]),
+            }
+            for j, t in enumerate(themes)
+        },
+    }
+
+
+def document_scores(
+    Y: np.ndarray, P: np.ndarray, groups: Sequence[str], themes: Sequence[str]
+) -> dict[str, Any]:
+    """Document-level F1: an article's themes are the union of its paragraphs' themes."""
+    order = sorted(set(groups))
+    idx = {g: i for i, g in enumerate(order)}
+    Yd = np.zeros((len(order), Y.shape[1]), dtype=int)
+    Pd = np.zeros_like(Yd)
+    for i, g in enumerate(groups):
+        Yd[idx[g]] |= Y[i]
+        Pd[idx[g]] |= P[i]
+    out = scores_of(Yd, Pd, themes)
+    out["documents"] = len(order)
+    return out
+
+
+def _summary(values: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(a.mean()), "std": float(a.std()), "median": float(np.median(a))}
+
+
+Fitter = Callable[[list[SegmentedDoc], np.ndarray, list[str]], Any]
+
+
+def cross_validate(
+    data: EvalData,
+    make_and_fit: Fitter,
+    themes: Sequence[str],
+    *,
+    folds: int,
+    repeats: int,
+    seed: int,
+    use_written: bool,
+    train_fraction: float = 1.0,
+) -> dict[str, Any]:
+    """Run repeated grouped CV; return per-repeat metrics and the first repeat's predictions."""
+    groups = [e.group for e in data.seed]
+    runs: list[dict[str, Any]] = []
+    first: dict[str, np.ndarray] = {}
+    for r in range(repeats):
+        P = np.zeros_like(data.Y_seed)
+        S = np.zeros(data.Y_seed.shape, dtype=float)
+        rng = np.random.default_rng(seed + 1000 + r)
+        for tr, te in grouped_folds(groups, folds, seed + r):
+            docs = [data.seed_docs[i] for i in tr]
+            Y = data.Y_seed[tr]
+            grp = [groups[i] for i in tr]
+            if use_written and data.written:
+                docs = docs + data.written_docs
+                Y = np.vstack([Y, data.Y_written])
+                grp = grp + [e.group for e in data.written]
+            if train_fraction < 1.0:
+                keep = np.sort(
+                    rng.choice(len(docs), max(8, int(len(docs) * train_fraction)), replace=False)
+                )
+                docs = [docs[i] for i in keep]
+                Y = Y[keep]
+                grp = [grp[i] for i in keep]
+            model = make_and_fit(docs, Y, grp)
+            test = [data.seed_docs[i] for i in te]
+            proba = model.predict_proba(test) if hasattr(model, "predict_proba") else None
+            P[te] = model.predict(test)
+            if proba is not None:
+                S[te] = proba
+        unit = scores_of(data.Y_seed, P, themes)
+        unit["document"] = document_scores(data.Y_seed, P, groups, themes)
+        runs.append(unit)
+        if r == 0:
+            first = {"pred": P, "scores": S}
+    macro = [x["macro_f1"] for x in runs]
+    micro = [x["micro_f1"] for x in runs]
+    doc_macro = [x["document"]["macro_f1"] for x in runs]
+    per_theme = {
+        t: {
+            k: float(np.mean([x["per_theme"][t][k] for x in runs]))
+            for k in ("precision", "recall", "f1", "false_positives", "false_negatives")
+        }
+        | {"support": runs[0]["per_theme"][t]["support"]}
+        for t in themes
+    }
+    return {
+        "macro_f1": _summary(macro),
+        "micro_f1": _summary(micro),
+        "document_macro_f1": _summary(doc_macro),
+        "per_theme": per_theme,
+        "repeats": macro,
+        "_first": first,
+    }
+
+
+def model_fitter(
+    cfg: ExperimentConfig, themes: Sequence[str], lexicons: dict[str, tuple[str, ...]]
+) -> Fitter:
+    template = build_head(cfg, themes, lexicons)
+
+    def fit(docs: list[SegmentedDoc], Y: np.ndarray, groups: list[str]) -> Any:
+        return fit_head(clone(template), docs, Y, groups)
+
+    return fit
+
+
+def baseline_fitter(lexicons: dict[str, tuple[str, ...]]) -> Fitter:
+    def fit(docs: list[SegmentedDoc], Y: np.ndarray, groups: list[str]) -> Any:
+        return KeywordBaseline(lexicons=lexicons).fit(docs, Y)
+
+    return fit
+
+
+def evaluate_experiment(
+    cfg: ExperimentConfig,
+    data: EvalData,
+    themes: Sequence[str],
+    lexicons: dict[str, tuple[str, ...]],
+    *,
+    learning_curve: bool = True,
+) -> dict[str, Any]:
+    """The full evaluation report of one experiment (a JSON-serialisable dict)."""
+    ev = cfg.evaluation
+    common = {"folds": ev.folds, "repeats": ev.repeats, "seed": cfg.seed}
+    log.info("cross-validating the model (with written corpus: %s)", cfg.data.use_written)
+    model = cross_validate(
+        data,
+        model_fitter(cfg, themes, lexicons),
+        themes,
+        use_written=cfg.data.use_written,
+        **common,
+    )
+    log.info("cross-validating the model on seed units only")
+    seed_only = (
+        cross_validate(
+            data, model_fitter(cfg, themes, lexicons), themes, use_written=False, **common
+        )
+        if cfg.data.use_written and data.written
+        else model
+    )
+    log.info("cross-validating the keyword baseline")
+    baseline = cross_validate(
+        data, baseline_fitter(lexicons), themes, use_written=cfg.data.use_written, **common
+    )
+    first = model.pop("_first")
+    seed_only.pop("_first", None)
+    baseline.pop("_first", None)
+    report: dict[str, Any] = {
+        "experiment": cfg.name,
+        "protocol": {
+            **common,
+            "grouping": "article (document:article)",
+            "scored_on": "real seed units only",
+            "written_units_on_training_side": bool(cfg.data.use_written and data.written),
+            "threshold_tuning": "per theme, inner grouped folds of the training side only"
+            if cfg.thresholds.tune
+            else f"fixed {cfg.thresholds.default}",
+        },
+        "data": {
+            "seed_units": len(data.seed),
+            "seed_articles": len({e.group for e in data.seed}),
+            "written_units": len(data.written),
+        },
+        "themes": list(themes),
+        "model": model,
+        "model_seed_only": seed_only,
+        "baseline": baseline,
+        "gain_over_baseline": model["macro_f1"]["mean"] - baseline["macro_f1"]["mean"],
+        "written_corpus_effect": model["macro_f1"]["mean"] - seed_only["macro_f1"]["mean"],
+    }
+    report["errors"] = worst_errors(data, first["pred"], first["scores"], themes)
+    report["pr_curves"] = pr_curves(data.Y_seed, first["scores"], themes)
+    if learning_curve and ev.learning_curve:
+        report["learning_curve"] = learning_curve_points(cfg, data, themes, lexicons)
+    return report
+
+
+def worst_errors(
+    data: EvalData, P: np.ndarray, S: np.ndarray, themes: Sequence[str], n: int = 20
+) -> list[dict[str, Any]]:
+    """The units the model got most wrong (by total score distance to the gold labels)."""
+    wrong = np.abs(data.Y_seed - S).sum(axis=1) * (data.Y_seed != P).any(axis=1)
+    order = np.argsort(-wrong)[:n]
+    out = []
+    for i in order:
+        if wrong[i] <= 0:
+            break
+        ex = data.seed[i]
+        out.append(
+            {
+                "id": ex.id,
+                "text": ex.text,
+                "gold": [t for j, t in enumerate(themes) if data.Y_seed[i, j]],
+                "predicted": [t for j, t in enumerate(themes) if P[i, j]],
+                "scores": {t: round(float(S[i, j]), 3) for j, t in enumerate(themes)},
+            }
+        )
+    return out
+
+
+def pr_curves(Y: np.ndarray, S: np.ndarray, themes: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for j, t in enumerate(themes):
+        if Y[:, j].sum() == 0:
+            continue
+        p, r, _ = precision_recall_curve(Y[:, j], S[:, j])
+        out[t] = {
+            "precision": [round(float(x), 4) for x in p],
+            "recall": [round(float(x), 4) for x in r],
+        }
+    return out
+
+
+def learning_curve_points(
+    cfg: ExperimentConfig,
+    data: EvalData,
+    themes: Sequence[str],
+    lexicons: dict[str, tuple[str, ...]],
+) -> list[dict[str, Any]]:
+    """Macro-F1 against the number of labelled training units (same folds, one repeat each)."""
+    points = []
+    n_train = int(len(data.seed) * (1 - 1 / cfg.evaluation.folds)) + (
+        len(data.written) if cfg.data.use_written else 0
+    )
+    for frac in cfg.evaluation.learning_curve:
+        res = cross_validate(
+            data,
+            model_fitter(cfg, themes, lexicons),
+            themes,
+            folds=cfg.evaluation.folds,
+            repeats=1,
+            seed=cfg.seed,
+            use_written=cfg.data.use_written,
+            train_fraction=frac,
+        )
+        points.append(
+            {
+                "fraction": frac,
+                "train_units": int(n_train * frac),
+                "macro_f1": res["macro_f1"]["mean"],
+            }
+        )
+    return points

@@ -1,0 +1,130 @@
+"""Experiment tracking in MLflow: imported lazily, in this one module.
+
+``predict`` never imports this, so it starts fast and never needs a tracking server. The default
+store is an embedded sqlite database under ``experiments/``; ``MLFLOW_TRACKING_URI`` points the
+same commands at a shared MLflow server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import GovTopicsError
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "gov-topics"
+
+
+def tracking_uri(root: Path = Path(".")) -> str:
+    """``$MLFLOW_TRACKING_URI`` or the embedded sqlite store ``experiments/mlflow.db``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    db = (root / "experiments" / "mlflow.db").resolve()
+    return f"sqlite:///{db}"
+
+
+def _client(uri: str) -> Any:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network at run time
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_id(client: Any, root: Path, uri: str) -> str:
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    if exp is not None:
+        return str(exp.experiment_id)
+    artifact_location = None
+    if uri.startswith("sqlite:"):
+        artifact_location = (root / "experiments" / "mlartifacts").resolve().as_uri()
+    return str(client.create_experiment(EXPERIMENT, artifact_location=artifact_location))
+
+
+def _clean_metric_key(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
+
+
+def log_training(
+    *,
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    artifacts: Mapping[str, Path],
+    root: Path = Path("."),
+) -> str:
+    """Log one training as an MLflow run and return its run id.
+
+    Raises
+    ------
+    GovTopicsError
+        When the tracking store cannot be reached (with the URI and what to do).
+    """
+    uri = tracking_uri(root)
+    try:
+        client = _client(uri)
+        exp_id = _experiment_id(client, root, uri)
+        run = client.create_run(exp_id, run_name=run_name, tags=dict(tags))
+        run_id = str(run.info.run_id)
+        import time
+
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(_clean_metric_key(k), float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            tags=[RunTag("mlflow.note.content", tags.get("description", ""))]
+            if tags.get("description")
+            else [],
+        )
+        for dest, path in artifacts.items():
+            client.log_artifact(run_id, str(path), artifact_path=dest or None)
+        client.set_terminated(run_id, "FINISHED")
+    except GovTopicsError:
+        raise
+    except Exception as exc:  # the tracking store's errors are many and version-specific
+        raise GovTopicsError(
+            f"MLflow tracking at {uri} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+            "check MLFLOW_TRACKING_URI (unset it to use the local sqlite store)",
+        ) from exc
+    log.info("logged MLflow run %s to %s", run_id, uri)
+    return run_id
+
+
+def metrics_of(evaluation: Mapping[str, Any]) -> dict[str, float]:
+    """Flatten an evaluation report into MLflow metrics (overall and per theme)."""
+    m = evaluation["model"]
+    out = {
+        "macro_f1": m["macro_f1"]["mean"],
+        "macro_f1_std": m["macro_f1"]["std"],
+        "micro_f1": m["micro_f1"]["mean"],
+        "document_macro_f1": m["document_macro_f1"]["mean"],
+        "macro_f1_seed_only": evaluation["model_seed_only"]["macro_f1"]["mean"],
+        "baseline_macro_f1": evaluation["baseline"]["macro_f1"]["mean"],
+        "gain_over_baseline": evaluation["gain_over_baseline"],
+    }
+    for theme, s in m["per_theme"].items():
+        for k in ("precision", "recall", "f1"):
+            out[f"{theme}.{k}"] = s[k]
+    return out
+
+
+def log_artifact(run_id: str, path: Path, root: Path = Path(".")) -> None:
+    """Add one file to an existing run's artefacts."""
+    uri = tracking_uri(root)
+    try:
+        _client(uri).log_artifact(run_id, str(path))
+    except Exception as exc:
+        raise GovTopicsError(
+            f"MLflow tracking at {uri} failed to store {path.name}: {type(exc).__name__}",
+            "check MLFLOW_TRACKING_URI",
+        ) from exc

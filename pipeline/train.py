@@ -1,0 +1,291 @@
+"""Stage 4, train: the multi-label theme classifier and the model pipeline.
+
+:func:`build_model` returns the *unfitted* end-to-end :class:`~sklearn.pipeline.Pipeline`
+(``segment`` → ``features`` → ``clf``): raw text in, theme scores out. :class:`ThemeClassifier`
+wraps one-vs-rest binary classifiers and per-theme decision thresholds that are tuned on inner
+grouped folds of the training data only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_selection import SelectKBest, chi2
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import GroupKFold, KFold
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.naive_bayes import ComplementNB
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from pipeline.config import ClassifierConfig, ExperimentConfig
+from pipeline.errors import ConfigError
+from pipeline.features import LexiconCounter, build_features
+from pipeline.segment import Segmenter
+
+
+def build_estimator(cfg: ClassifierConfig, seed: int) -> BaseEstimator:
+    """The binary estimator used for each theme, from the experiment's classifier section."""
+    params = dict(cfg.params)
+    try:
+        if cfg.kind == "logreg":
+            params.setdefault("max_iter", 2000)
+            params.setdefault("solver", "liblinear")
+            params.setdefault("C", 4.0)
+            return LogisticRegression(random_state=seed, **params)
+        if cfg.kind == "linear_svc":
+            method = params.pop("calibration", "sigmoid")
+            return CalibratedClassifierCV(
+                LinearSVC(random_state=seed, **params), method=method, cv=3
+            )
+        if cfg.kind == "complement_nb":
+            return ComplementNB(**params)
+        if cfg.kind == "sgd":
+            params.setdefault("loss", "modified_huber")
+            return SGDClassifier(random_state=seed, **params)
+    except TypeError as exc:
+        raise ConfigError(
+            f"classifier.params {cfg.params} do not fit {cfg.kind}: {exc}",
+            "check the parameter names in scikit-learn's documentation",
+        ) from exc
+    raise ConfigError(f"unknown classifier kind {cfg.kind!r}")
+
+
+def best_threshold(y: np.ndarray, scores: np.ndarray, default: float = 0.5) -> float:
+    """The cut-off on ``scores`` that maximises F1 for one theme (midpoints between scores)."""
+    if y.sum() == 0:
+        return max(default, float(scores.max()) + 1e-6) if scores.size else default
+    order = np.argsort(-scores)
+    s = scores[order]
+    t = y[order]
+    tp = np.cumsum(t)
+    fp = np.cumsum(1 - t)
+    fn = t.sum() - tp
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    # only cut between distinct scores
+    distinct = np.r_[s[1:] < s[:-1], True]
+    f1 = np.where(distinct, f1, -1)
+    i = int(np.argmax(f1))
+    nxt = s[i + 1] if i + 1 < len(s) else s[i] - 1e-3
+    return float((s[i] + nxt) / 2)
+
+
+class ThemeClassifier(ClassifierMixin, BaseEstimator):
+    """One-vs-rest classifier over themes with per-theme tuned thresholds.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The binary classifier (needs ``predict_proba``) cloned for each theme.
+    themes : sequence of str
+        Theme ids, the columns of ``Y``.
+    tune_thresholds : bool
+        Tune one cut-off per theme on out-of-fold scores of the training data (grouped folds
+        when ``groups`` are given to :meth:`fit`); otherwise use ``default_threshold``.
+    inner_folds : int
+    default_threshold : float
+    random_state : int
+    """
+
+    def __init__(
+        self,
+        estimator: BaseEstimator | None = None,
+        *,
+        themes: Sequence[str] = (),
+        tune_thresholds: bool = True,
+        inner_folds: int = 3,
+        default_threshold: float = 0.5,
+        random_state: int = 0,
+    ) -> None:
+        self.estimator = estimator
+        self.themes = themes
+        self.tune_thresholds = tune_thresholds
+        self.inner_folds = inner_folds
+        self.default_threshold = default_threshold
+        self.random_state = random_state
+
+    def _ovr(self) -> OneVsRestClassifier:
+        base = self.estimator if self.estimator is not None else LogisticRegression(max_iter=2000)
+        return OneVsRestClassifier(clone(base))
+
+    def fit(self, X: Any, Y: np.ndarray, groups: Sequence[Any] | None = None) -> ThemeClassifier:
+        Y = np.asarray(Y)
+        if Y.ndim != 2 or Y.shape[1] != len(self.themes):
+            raise ValueError(
+                f"Y must have one column per theme ({len(self.themes)}), got shape {Y.shape}"
+            )
+        self.ovr_ = _fit_ovr(self._ovr(), X, Y)
+        self.classes_ = np.arange(Y.shape[1])
+        if self.tune_thresholds:
+            oof = self._oof_scores(X, Y, groups)
+            self.thresholds_ = np.array(
+                [
+                    best_threshold(Y[:, j], oof[:, j], self.default_threshold)
+                    for j in range(Y.shape[1])
+                ]
+            )
+        else:
+            self.thresholds_ = np.full(Y.shape[1], self.default_threshold)
+        return self
+
+    def _oof_scores(self, X: Any, Y: np.ndarray, groups: Sequence[Any] | None) -> np.ndarray:
+        n = Y.shape[0]
+        oof = np.zeros(Y.shape, dtype=float)
+        if groups is not None and len(set(groups)) >= self.inner_folds:
+            splitter: Any = GroupKFold(
+                n_splits=self.inner_folds, shuffle=True, random_state=self.random_state
+            )
+            splits = splitter.split(np.zeros(n), groups=groups)
+        else:
+            splits = KFold(self.inner_folds, shuffle=True, random_state=self.random_state).split(
+                np.zeros(n)
+            )
+        for tr, te in splits:
+            model = _fit_ovr(self._ovr(), X[tr], Y[tr])
+            oof[te] = _proba(model, X[te])
+        return oof
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Theme scores, one column per theme (``themes`` order)."""
+        return _proba(self.ovr_, X)
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Apply the per-theme thresholds to scores."""
+        return (proba >= self.thresholds_).astype(int)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.decide(self.predict_proba(X))
+
+
+def _fit_ovr(ovr: OneVsRestClassifier, X: Any, Y: np.ndarray) -> OneVsRestClassifier:
+    import warnings
+
+    with warnings.catch_warnings():
+        # a theme with no positive unit in a small fold is expected: it gets a constant score
+        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
+        warnings.filterwarnings("ignore", message="Label not .* is present in all training")
+        return ovr.fit(X, Y)
+
+
+def _proba(ovr: OneVsRestClassifier, X: Any) -> np.ndarray:
+    p = ovr.predict_proba(X)
+    return np.asarray(p, dtype=float)
+
+
+class KeywordBaseline(ClassifierMixin, BaseEstimator):
+    """The lexicon as rules: a theme applies when at least *k* of its terms occur.
+
+    *k* is tuned per theme on the training data, like the model's thresholds, so the comparison
+    is fair. Scores are the term counts squashed to [0, 1) by ``c / (c + 1)``.
+    """
+
+    def __init__(
+        self, *, lexicons: Mapping[str, Sequence[str]] | None = None, max_k: int = 4
+    ) -> None:
+        self.lexicons = lexicons
+        self.max_k = max_k
+
+    def fit(self, X: Sequence[Any], Y: np.ndarray, groups: Any = None) -> KeywordBaseline:
+        self.counter_ = LexiconCounter(lexicons=self.lexicons, scale="linear").fit()
+        counts = self.counter_.counts(X)
+        Y = np.asarray(Y)
+        ks = []
+        for j in range(Y.shape[1]):
+            best_k, best_f1 = 1, -1.0
+            for k in range(1, self.max_k + 1):
+                pred = counts[:, j] >= k
+                tp = float((pred & (Y[:, j] == 1)).sum())
+                denom = float(pred.sum() + Y[:, j].sum())
+                f1 = 2 * tp / denom if denom else 0.0
+                if f1 > best_f1:
+                    best_k, best_f1 = k, f1
+            ks.append(best_k)
+        self.k_ = np.array(ks)
+        self.thresholds_ = (self.k_ - 0.5) / (self.k_ + 0.5)
+        self.classes_ = np.arange(Y.shape[1])
+        return self
+
+    def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
+        c = self.counter_.counts(X)
+        return c / (c + 1.0)
+
+    def predict(self, X: Sequence[Any]) -> np.ndarray:
+        return (self.counter_.counts(X) >= self.k_).astype(int)
+
+
+def build_head(
+    cfg: ExperimentConfig, themes: Sequence[str], lexicons: Mapping[str, Sequence[str]]
+) -> Pipeline:
+    """Features and classifier: the part of the model that runs on segmented documents."""
+    steps: list[tuple[str, Any]] = [("features", build_features(cfg.features, lexicons))]
+    if cfg.features.chi2_k:
+        steps.append(("select", _MultiLabelChi2(k=cfg.features.chi2_k)))
+    steps.append(
+        (
+            "clf",
+            ThemeClassifier(
+                build_estimator(cfg.classifier, cfg.seed),
+                themes=tuple(themes),
+                tune_thresholds=cfg.thresholds.tune,
+                inner_folds=cfg.thresholds.inner_folds,
+                default_threshold=cfg.thresholds.default,
+                random_state=cfg.seed,
+            ),
+        )
+    )
+    return Pipeline(steps)
+
+
+def build_model(
+    cfg: ExperimentConfig,
+    themes: Sequence[str],
+    lexicons: Mapping[str, Sequence[str]],
+    user_words: tuple[tuple[str, int | None, str | None], ...],
+    stopwords: tuple[str, ...],
+) -> Pipeline:
+    """The unfitted end-to-end model: raw text in, theme scores out."""
+    seg = Segmenter(
+        backend=cfg.segmenter.backend,
+        user_words=user_words,
+        stopwords=stopwords,
+        hmm=cfg.segmenter.hmm,
+    )
+    head = build_head(cfg, themes, lexicons)
+    return Pipeline([("segment", seg), *head.steps])
+
+
+class _MultiLabelChi2(SelectKBest):
+    """chi² selection for multi-label targets: a feature's score is its best over themes."""
+
+    def __init__(self, k: int = 20000) -> None:
+        super().__init__(score_func=chi2, k=k)
+
+    def fit(self, X: Any, y: Any = None, **kw: Any) -> _MultiLabelChi2:
+        Y = np.asarray(y)
+        scores = np.zeros(X.shape[1])
+        for j in range(Y.shape[1]):
+            s, _ = chi2(X, Y[:, j])
+            scores = np.maximum(scores, np.nan_to_num(s))
+        self.scores_ = scores
+        self.pvalues_ = np.zeros_like(scores)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _get_support_mask(self) -> np.ndarray:
+        k = min(self.k if isinstance(self.k, int) else self.n_features_in_, len(self.scores_))
+        mask = np.zeros(len(self.scores_), dtype=bool)
+        mask[np.argsort(-self.scores_, kind="stable")[:k]] = True
+        return mask
+
+
+def fit_head(head: Pipeline, docs: Sequence[Any], Y: np.ndarray, groups: Sequence[Any]) -> Pipeline:
+    """Fit a head pipeline, routing ``groups`` to the classifier's threshold tuning."""
+    Xt: Any = docs
+    for _name, step in head.steps[:-1]:
+        Xt = step.fit_transform(Xt, Y)
+    head.steps[-1][1].fit(Xt, Y, groups=list(groups))
+    return head

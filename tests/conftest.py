@@ -1,0 +1,56 @@
+"""Shared fixtures: the real seed corpus, and one small model trained end to end once per run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+
+SMALL_EXP = """\
+name: small
+seed: 7
+features:
+  word: {enabled: true, ngram_range: [1, 2], min_df: 1}
+  char: {enabled: false}
+  lexicon: {enabled: true}
+classifier: {kind: logreg, params: {C: 4.0, class_weight: balanced}}
+evaluation: {folds: 3, repeats: 1, learning_curve: []}
+"""
+
+
+def raw_text(prefix: str) -> str:
+    path = next((SEEDS / "raw").glob(f"{prefix}_*.txt"))
+    return path.read_text("utf-8")
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project's data in a temporary folder, with a small experiment config."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(SEEDS, root / "seeds")
+    (root / "experiments").mkdir()
+    (root / "experiments" / "small.yaml").write_text(SMALL_EXP, "utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained(project: Path) -> Path:
+    """Run every stage through the CLI in the temporary project; return its root."""
+    import os
+
+    from pipeline.cli import main
+
+    old = Path.cwd()
+    os.chdir(project)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'experiments' / 'mlflow.db'}"
+    try:
+        args = ["--exp", "experiments/small.yaml"]
+        for stage in ("ingest", "segment", "features", "train", "evaluate", "register"):
+            assert main([stage, *args]) == 0, stage
+    finally:
+        os.chdir(old)
+    return project
