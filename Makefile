@@ -68,7 +68,7 @@ $(B)/registered.json: $(B)/model.joblib $(B)/evaluation.json
 	$(TOPICS) register $(ARGS)
 
 register: $(B)/registered.json ## stage 6: save a new model version under models/, log to MLflow
-	@echo "registered: $$(cat $<)"
+	@echo "model: $$(tr -d ' \n' < $<) (stages re-run only when their inputs change; up-to-date stages were skipped)"
 
 predict-sample: register ## predict the themes of a seed document
 	$(TOPICS) predict $(SAMPLE)
