@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import DataError, GovTopicsError
+from pipeline.errors import GovTopicsError
 
 log = logging.getLogger("pipeline")
 
@@ -345,11 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except GovTopicsError as exc:
         print(f"topics {args.command}: error: {exc}", file=sys.stderr)
-        return (
-            2
-            if exc.exit_code == 2 or (isinstance(exc, DataError) and args.command == "predict")
-            else exc.exit_code
-        )
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"topics {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, UsageError
 from pipeline.textio import decode_bytes
 
 TEXT_SUFFIXES = {".txt", ".md"}
@@ -108,12 +108,12 @@ def iter_documents(
 
     Raises
     ------
-    DataError
-        For a path that does not exist (a usage error: nothing is predicted).
+    UsageError
+        For a path that does not exist (nothing is predicted).
     """
     for raw in paths:
         if raw != "-" and not Path(raw).exists():
-            raise DataError(f"{raw}: no such file or folder", "check the path")
+            raise UsageError(f"{raw}: no such file or folder", "check the path")
     for raw in paths:
         if raw == "-":
             data = sys.stdin.buffer.read()

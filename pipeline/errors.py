@@ -37,6 +37,12 @@ class ConfigError(GovTopicsError):
     exit_code = 2
 
 
+class UsageError(GovTopicsError):
+    """A command given something that does not exist (a path, a model): nothing was done."""
+
+    exit_code = 2
+
+
 class DataError(GovTopicsError):
     """Unreadable, undecodable or inconsistent input data."""
 
