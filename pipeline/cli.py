@@ -124,7 +124,10 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     s = run_register(
-        ws, ModelStore(Path(args.models) if args.models else None), track=not args.no_track
+        ws,
+        ModelStore(Path(args.models) if args.models else None),
+        track=not args.no_track,
+        fmt=args.format,
     )
     print(
         f"register: {s['name']} version {s['version']} (macro-F1 {s['macro_f1']:.3f}) at {s['path']}"
@@ -266,6 +269,110 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(args: argparse.Namespace) -> Any:
+    from pipeline.registry import ModelStore
+
+    return ModelStore(Path(args.models) if args.models else None)
+
+
+def _sync_mlflow_alias(args: argparse.Namespace, store: Any, alias: str, version: int) -> int:
+    """Keep the MLflow registry alias in step with the store's; 1 if that failed."""
+    man = store.manifest(args.name, version)
+    if args.no_track or man.get("mlflow_model_version") is None:
+        return 0
+    from pipeline import tracking
+
+    try:
+        tracking.set_registry_alias(args.name, alias, int(man["mlflow_model_version"]))
+    except GovTopicsError as exc:
+        print(f"topics models: warning: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    """Point an alias at a version. Promotion to production is gated: the candidate's
+    cross-validated macro-F1 on the current gold set must be at least production's under the
+    same folds (--force with --reason overrides, and is logged)."""
+    from pipeline.registry import ModelRef
+    from pipeline.stages import gate_scores
+
+    store = _store(args)
+    version = store.resolve(ModelRef(args.name, args.version))
+    extra: dict[str, Any] = {}
+    current = store.aliases(args.name).get(args.to)
+    if args.to == "production" and current is not None and current != version:
+        gate = gate_scores(
+            _workspace(args), store.manifest(args.name, version), store.manifest(args.name, current)
+        )
+        extra["gate"] = gate
+        passed = gate["candidate"] >= gate["production"]
+        print(
+            f"gate: candidate {args.name}:{version} macro-F1 {gate['candidate']:.4f} vs production "
+            f"{args.name}:{current} {gate['production']:.4f} ({gate['basis']})",
+            file=sys.stderr,
+        )
+        if not passed:
+            if not args.force:
+                print(
+                    f"topics models promote: refused: {args.name}:{version} is worse than production "
+                    "(use --force --reason '...' to override; it is logged)",
+                    file=sys.stderr,
+                )
+                return 1
+            extra["forced"] = True
+    if args.force and not args.reason:
+        print("topics models promote: error: --force needs --reason", file=sys.stderr)
+        return 2
+    store.set_alias(args.name, args.to, version, reason=args.reason or "", extra=extra)
+    print(f"{args.to}: {args.name}:{current} -> {args.name}:{version}", file=sys.stderr)
+    return _sync_mlflow_alias(args, store, args.to, version)
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    """Point production back at the version it pointed to before its last move."""
+    store = _store(args)
+    current = store.aliases(args.name).get("production")
+    previous = store.previous_production(args.name)
+    store.set_alias(
+        args.name,
+        "production",
+        previous,
+        reason=args.reason or "rollback",
+        extra={"rollback": True},
+    )
+    print(
+        f"production: {args.name}:{current} -> {args.name}:{previous} (rollback)", file=sys.stderr
+    )
+    return _sync_mlflow_alias(args, store, "production", previous)
+
+
+def cmd_models_diff(args: argparse.Namespace) -> int:
+    """Per-theme metric and config changes between two versions."""
+    from pipeline.registry import ModelRef, diff_versions
+
+    store = _store(args)
+    v1 = store.resolve(ModelRef(args.name, args.v1))
+    v2 = store.resolve(ModelRef(args.name, args.v2))
+    d = diff_versions(store, args.name, v1, v2)
+    print(
+        f"{args.name}:{v1} -> {args.name}:{v2}"
+        + ("  (training data changed)" if d["training_data_changed"] else "")
+    )
+    print(f"  {'metric':<24} {'from':>8} {'to':>8} {'change':>8}")
+    for k, m in d["metrics"].items():
+        a = "" if m["from"] is None else f"{m['from']:.3f}"
+        b = "" if m["to"] is None else f"{m['to']:.3f}"
+        print(f"  {k:<24} {a:>8} {b:>8} {m['change']:>+8.3f}")
+    if d["config"]:
+        print("  config changes:")
+        for k, c in d["config"].items():
+            print(f"    {k}: {c['from']!r} -> {c['to']!r}")
+    else:
+        print("  config: unchanged")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="topics", description="Tag Chinese government news and reports by theme."
@@ -300,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("register", cmd_register)
     sp.add_argument("--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)")
     sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    sp.add_argument(
+        "--format",
+        choices=("joblib", "skops"),
+        default="joblib",
+        help="artefact format: joblib (pickle) or skops (safe loading, allow-listed types)",
+    )
 
     lp = sub.add_parser("labels", help="check the gold labels")
     lsub = lp.add_subparsers(dest="labels_command", required=True, metavar="SUBCOMMAND")
@@ -324,13 +437,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     mp = sub.add_parser("models", help="list and inspect model versions")
     msub = mp.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
-    for name, func in (("list", cmd_models_list), ("show", cmd_models_show)):
-        sp = msub.add_parser(name, help=func.__doc__, description=func.__doc__)
-        sp.add_argument("--models", help="model store folder")
+    for name, func in (
+        ("list", cmd_models_list),
+        ("show", cmd_models_show),
+        ("promote", cmd_models_promote),
+        ("rollback", cmd_models_rollback),
+        ("diff", cmd_models_diff),
+    ):
+        sp = msub.add_parser(
+            name, help=(func.__doc__ or "").splitlines()[0], description=func.__doc__
+        )
+        sp.add_argument(
+            "--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)"
+        )
         sp.add_argument("--name", default="gov-topics")
+        sp.set_defaults(func=func)
         if name == "show":
             sp.add_argument("version", nargs="?", default="latest", help="version, alias or latest")
-        sp.set_defaults(func=func)
+        if name == "promote":
+            sp.add_argument("version", help="version number, alias or latest")
+            sp.add_argument("--to", required=True, choices=("production", "staging"))
+            sp.add_argument("--force", action="store_true", help="override the metric gate")
+            sp.add_argument(
+                "--exp",
+                default="experiments/default.yaml",
+                help="config giving the data and folds for the gate",
+            )
+            sp.add_argument("--build", default="build")
+        if name in ("promote", "rollback"):
+            sp.add_argument("--reason", help="why (kept in the audit log)")
+            sp.add_argument("--no-track", action="store_true", help="do not update MLflow's alias")
+        if name == "diff":
+            sp.add_argument("v1")
+            sp.add_argument("v2")
     return p
 
 

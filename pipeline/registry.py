@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "gov-topics"
 ARTEFACT = "model.joblib"
+SKOPS_ARTEFACT = "model.skops"
+FORMATS = ("joblib", "skops")
+# skops loads only types it is told to trust: our own package's classes and plain containers
+SKOPS_TRUSTED_PREFIXES = ("pipeline.",)
+SKOPS_TRUSTED_TYPES = ("builtins.frozenset",)
 MANIFEST = "manifest.json"
 ALIASES = ("production", "staging")
 TRACKED_LIBS = ("scikit-learn", "jieba", "numpy", "scipy", "joblib", "rjieba")
@@ -132,16 +137,31 @@ class ModelStore:
         artefact: Path,
         manifest: dict[str, Any],
         extra_files: dict[str, Path] | None = None,
+        fmt: str = "joblib",
     ) -> int:
-        """Write a new complete version atomically and return its number."""
+        """Write a new complete version atomically and return its number.
+
+        ``fmt="skops"`` stores the model in the skops format, which loads without running
+        arbitrary code (only allow-listed types); ``joblib`` (pickle) is the default.
+        """
+        if fmt not in FORMATS:
+            raise ConfigError(f"model format {fmt!r} is not one of {list(FORMATS)}")
         d = self.model_dir(name)
         d.mkdir(parents=True, exist_ok=True)
         staging = d / f".incoming-{os.getpid()}-{os.urandom(4).hex()}"
         staging.mkdir()
+        art_name = ARTEFACT if fmt == "joblib" else SKOPS_ARTEFACT
         try:
-            shutil.copyfile(artefact, staging / ARTEFACT)
+            if fmt == "joblib":
+                shutil.copyfile(artefact, staging / art_name)
+            else:
+                import joblib
+                import skops.io as sio
+
+                sio.dump(joblib.load(artefact), staging / art_name)
             for fname, src in (extra_files or {}).items():
                 shutil.copyfile(src, staging / fname)
+            _test_pause("after_copy")
             with self._lock(name):
                 self._sweep_incoming(name, keep=staging)
                 existing = self.versions(name)
@@ -152,8 +172,9 @@ class ModelStore:
                     "created": _now(),
                     "parent_version": existing[-1] if existing else None,
                     **manifest,
-                    "artefact": ARTEFACT,
-                    "artefact_sha256": sha256_file(staging / ARTEFACT),
+                    "artefact": art_name,
+                    "format": fmt,
+                    "artefact_sha256": sha256_file(staging / art_name),
                 }
                 atomic_write_text(
                     staging / MANIFEST, json.dumps(full, ensure_ascii=False, indent=2) + "\n"
@@ -235,15 +256,28 @@ class ModelStore:
                     f"{ref.name}:{version} was trained with {lib} {want}, installed is {have}",
                     stacklevel=2,
                 )
-        import joblib
+        return _load_artefact(path, man.get("format", "joblib")), man
 
-        model = joblib.load(path)
-        return model, man
+    def update_manifest(self, name: str, version: int, **fields: Any) -> None:
+        """Add fields to a version's manifest (e.g. the MLflow registry version, known later)."""
+        with self._lock(name):
+            man = self.manifest(name, version)
+            man.update(fields)
+            atomic_write_text(
+                self.model_dir(name) / str(version) / MANIFEST,
+                json.dumps(man, ensure_ascii=False, indent=2) + "\n",
+            )
 
     # -- aliases ---------------------------------------------------------------------------------
 
     def set_alias(
-        self, name: str, alias: str, version: int, reason: str = "", user: str = ""
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        reason: str = "",
+        user: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> None:
         if alias not in ALIASES:
             raise ConfigError(f"alias {alias!r} is not one of {list(ALIASES)}")
@@ -263,15 +297,117 @@ class ModelStore:
                 "to": version,
                 "why": reason,
                 "user": user or os.environ.get("USER", ""),
+                **(extra or {}),
             }
             with (self.model_dir(name) / "audit.jsonl").open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def previous_production(self, name: str = DEFAULT_NAME) -> int:
+        """The version production pointed to before its last move (what ``rollback`` restores)."""
+        moves = [e for e in self.audit(name) if e["alias"] == "production"]
+        if not moves or moves[-1]["from"] is None:
+            raise ModelError(
+                f"{name} has no previous production version to roll back to",
+                "promote a version first: `topics models promote VERSION --to production`",
+            )
+        return int(moves[-1]["from"])
 
     def audit(self, name: str = DEFAULT_NAME) -> list[dict[str, Any]]:
         p = self.model_dir(name) / "audit.jsonl"
         if not p.exists():
             return []
         return [json.loads(x) for x in p.read_text("utf-8").splitlines() if x.strip()]
+
+
+def skops_allowed(untrusted: list[str], source: str) -> list[str]:
+    """The types skops may load, after checking each against the allow-list."""
+    refused = [
+        t
+        for t in untrusted
+        if not t.startswith(SKOPS_TRUSTED_PREFIXES) and t not in SKOPS_TRUSTED_TYPES
+    ]
+    if refused:
+        raise ModelError(
+            f"{source}: refusing to load types outside the allow-list: {refused}",
+            "this file was not written by gov-topics; do not load it",
+        )
+    return list(untrusted)
+
+
+def _load_artefact(path: Path, fmt: str) -> Any:
+    if fmt == "skops":
+        import skops.io as sio
+
+        trusted = skops_allowed(sio.get_untrusted_types(file=path), str(path))
+        return sio.load(path, trusted=trusted)
+    import joblib
+
+    return joblib.load(path)
+
+
+def _test_pause(point: str) -> None:
+    """Tests set GOV_TOPICS_TEST_PAUSE=<point>:<seconds> to kill a writer at a known moment."""
+    spec = os.environ.get("GOV_TOPICS_TEST_PAUSE", "")
+    if spec.startswith(point + ":"):
+        import time
+
+        time.sleep(float(spec.split(":", 1)[1]))
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Settings that differ between two flattened configs: key -> (a, b)."""
+    keys = sorted(set(a) | set(b))
+    return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def diff_versions(store: ModelStore, name: str, v1: int, v2: int) -> dict[str, Any]:
+    """Per-theme metric changes and config changes from ``v1`` to ``v2``."""
+    m1, m2 = store.manifest(name, v1), store.manifest(name, v2)
+    metrics = sorted(set(m1.get("metrics", {})) | set(m2.get("metrics", {})))
+    return {
+        "from": v1,
+        "to": v2,
+        "metrics": {
+            k: {
+                "from": m1["metrics"].get(k),
+                "to": m2["metrics"].get(k),
+                "change": (m2["metrics"].get(k) or 0.0) - (m1["metrics"].get(k) or 0.0),
+            }
+            for k in metrics
+        },
+        "config": {
+            k: {"from": a, "to": b}
+            for k, (a, b) in config_diff(flatten(m1["config"]), flatten(m2["config"])).items()
+        },
+        "training_data_changed": m1.get("training_data_sha256") != m2.get("training_data_sha256"),
+    }
+
+
+def same_evaluation_basis(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """True when two versions' CV metrics are comparable as stored: same training data (so the
+    same gold set) and the same folds (folds, repeats, seed)."""
+
+    def basis(m: dict[str, Any]) -> tuple[Any, ...]:
+        ev = m["config"].get("evaluation", {})
+        return (
+            m.get("training_data_sha256"),
+            ev.get("folds"),
+            ev.get("repeats"),
+            m["config"].get("seed"),
+        )
+
+    return basis(a) == basis(b)
 
 
 def _alive(pid: int) -> bool:

@@ -237,7 +237,11 @@ def training_data_sha256(ws: Workspace) -> str:
 
 
 def run_register(
-    ws: Workspace, store: ModelStore, name: str = DEFAULT_NAME, track: bool = True
+    ws: Workspace,
+    store: ModelStore,
+    name: str = DEFAULT_NAME,
+    track: bool = True,
+    fmt: str = "joblib",
 ) -> dict[str, Any]:
     """Save the trained model as a new version with its manifest, and log the run to MLflow."""
     from pipeline import tracking
@@ -286,10 +290,15 @@ def run_register(
         "git_commit": commit,
         "mlflow_run_id": run_id,
     }
-    version = store.add_version(name, model_path, manifest, {"evaluation.json": ws.evaluation})
+    model_uri = tracking.log_model(run_id, model_path, root=ws.root) if track and run_id else ""
+    version = store.add_version(
+        name, model_path, manifest, {"evaluation.json": ws.evaluation}, fmt=fmt
+    )
     vdir = store.model_dir(name) / str(version)
     if track and run_id:
         tracking.log_artifact(run_id, vdir / "manifest.json", root=ws.root)
+        mlflow_version = tracking.register_model(model_uri, name, version, root=ws.root)
+        store.update_manifest(name, version, mlflow_model_version=mlflow_version)
     out = {
         "name": name,
         "version": version,
@@ -299,3 +308,60 @@ def run_register(
     }
     _dump_json(ws.registered, out)
     return out
+
+
+def gate_scores(
+    ws: Workspace, candidate: dict[str, Any], production: dict[str, Any]
+) -> dict[str, Any]:
+    """Cross-validated macro-F1 of two versions on the current gold set under the same folds.
+
+    When both versions were evaluated on the same training data with the same folds, their stored
+    figures already are that comparison; otherwise both configs are re-evaluated here with the
+    workspace's folds and seed on the current data.
+    """
+    from pipeline.config import parse_config
+    from pipeline.evaluate import cross_validate, model_fitter
+    from pipeline.registry import same_evaluation_basis
+
+    if same_evaluation_basis(candidate, production):
+        return {
+            "basis": "stored (same training data, folds, repeats and seed)",
+            "candidate": candidate["metrics"]["macro_f1"],
+            "production": production["metrics"]["macro_f1"],
+        }
+    tax = ws.taxonomy()
+    seed_ex, written = training_examples(ws)
+    ev = ws.cfg.evaluation
+    scores = {}
+    for role, man in (("candidate", candidate), ("production", production)):
+        cfg = parse_config(man["config"], f"{man['name']}:{man['version']}")
+        seg = Segmenter(
+            backend=cfg.segmenter.backend,
+            user_words=ws.user_words(),
+            stopwords=ws.stopwords(),
+            hmm=cfg.segmenter.hmm,
+        )
+        use = written if cfg.data.use_written else []
+        docs = segment_texts([e.text for e in seed_ex + use], seg)
+        data = EvalData(
+            seed_docs=docs[: len(seed_ex)],
+            seed=seed_ex,
+            Y_seed=label_matrix(seed_ex, tax.ids),
+            written_docs=docs[len(seed_ex) :],
+            written=use,
+            Y_written=label_matrix(use, tax.ids) if use else np.zeros((0, len(tax.ids)), int),
+        )
+        res = cross_validate(
+            data,
+            model_fitter(cfg, tax.ids, tax.lexicons()),
+            tax.ids,
+            folds=ev.folds,
+            repeats=ev.repeats,
+            seed=ws.cfg.seed,
+            use_written=cfg.data.use_written,
+        )
+        scores[role] = res["macro_f1"]["mean"]
+    return {
+        "basis": f"re-evaluated on the current gold set ({ev.repeats}x{ev.folds} folds, seed {ws.cfg.seed})",
+        **scores,
+    }

@@ -128,3 +128,95 @@ def log_artifact(run_id: str, path: Path, root: Path = Path(".")) -> None:
             f"MLflow tracking at {uri} failed to store {path.name}: {type(exc).__name__}",
             "check MLFLOW_TRACKING_URI",
         ) from exc
+
+
+def log_model(run_id: str, model_path: Path, root: Path = Path(".")) -> str:
+    """Log the model to a run: the scikit-learn flavour and the pyfunc wrapper (whose ``predict``
+    returns theme scores). Returns the pyfunc model's URI, for :func:`register_model`."""
+    uri = tracking_uri(root)
+    try:
+        _client(uri)
+        import joblib
+        import mlflow
+        import mlflow.pyfunc
+        import mlflow.sklearn
+        import skops.io as sio
+
+        import pipeline as pkg
+        from pipeline.registry import library_versions, skops_allowed
+        from pipeline.serving import ThemeScorer
+
+        model = joblib.load(model_path)
+        trusted = skops_allowed(sio.get_untrusted_types(data=sio.dumps(model)), str(model_path))
+        libs = library_versions()
+        reqs = [
+            f"{lib}=={libs[lib]}"
+            for lib in ("scikit-learn", "jieba", "numpy", "scipy", "joblib", "skops")
+            if lib in libs
+        ]
+        reqs += ["pyyaml", "pandas"]
+        mlflow.set_tracking_uri(uri)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.sklearn.log_model(
+                model,
+                name="sklearn-pipeline",
+                pip_requirements=reqs,
+                skops_trusted_types=trusted,
+            )
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ThemeScorer(),
+                artifacts={"model": str(model_path)},
+                code_paths=[str(Path(pkg.__file__).parent)],
+                pip_requirements=reqs,
+            )
+        return str(info.model_uri)
+    except GovTopicsError:
+        raise
+    except Exception as exc:
+        raise GovTopicsError(
+            f"MLflow model logging at {uri} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+            "check MLFLOW_TRACKING_URI, or register with --no-track",
+        ) from exc
+
+
+def register_model(model_uri: str, name: str, store_version: int, root: Path = Path(".")) -> int:
+    """Register a logged pyfunc model in the MLflow registry; returns the registry version
+    (normally equal to the store's version; the tag ``store_version`` always links them)."""
+    uri = tracking_uri(root)
+    try:
+        client = _client(uri)
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mv = mlflow.register_model(model_uri, name)
+        version = int(mv.version)
+        client.set_model_version_tag(name, str(version), "store_version", str(store_version))
+    except Exception as exc:
+        raise GovTopicsError(
+            f"MLflow registry at {uri}: registering {name} failed: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}",
+            f"the store has version {store_version}; register it in MLflow once the tracking store is reachable",
+        ) from exc
+    if version != store_version:
+        log.warning(
+            "MLflow registry version %s differs from store version %s (the store was written "
+            "without tracking at some point); the tag store_version links them",
+            version,
+            store_version,
+        )
+    return version
+
+
+def set_registry_alias(
+    name: str, alias: str, registry_version: int, root: Path = Path(".")
+) -> None:
+    """Point an MLflow registry alias at a version (kept in step with the store's aliases)."""
+    uri = tracking_uri(root)
+    try:
+        _client(uri).set_registered_model_alias(name, alias, str(registry_version))
+    except Exception as exc:
+        raise GovTopicsError(
+            f"MLflow registry at {uri}: could not set alias {alias!r}: {type(exc).__name__}",
+            "the store's alias moved; set the MLflow alias again once the tracking store is reachable",
+        ) from exc

@@ -22,6 +22,19 @@ evaluation: {folds: 3, repeats: 1, learning_curve: []}
 """
 
 
+# deliberately weak: no lexicon, unigrams seen at least 5 times, heavy regularisation;
+# same data, folds, repeats and seed as SMALL_EXP, so their stored CV figures are comparable
+WORSE_EXP = (
+    SMALL_EXP.replace("name: small", "name: worse")
+    .replace(
+        "word: {enabled: true, ngram_range: [1, 2], min_df: 1}",
+        "word: {enabled: true, ngram_range: [1, 1], min_df: 5}",
+    )
+    .replace("lexicon: {enabled: true}", "lexicon: {enabled: false}")
+    .replace("C: 4.0", "C: 0.01")
+)
+
+
 def raw_text(prefix: str) -> str:
     path = next((SEEDS / "raw").glob(f"{prefix}_*.txt"))
     return path.read_text("utf-8")
@@ -34,6 +47,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(SEEDS, root / "seeds")
     (root / "experiments").mkdir()
     (root / "experiments" / "small.yaml").write_text(SMALL_EXP, "utf-8")
+    (root / "experiments" / "worse.yaml").write_text(WORSE_EXP, "utf-8")
     return root
 
 

@@ -1,0 +1,313 @@
+"""The model store and MLflow: real processes, real servers on localhost, no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.errors import ModelError
+from pipeline.registry import ModelRef, ModelStore
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+SAFETY_TEXT = "全面开展安全生产大检查,深入排查整治重大事故隐患,严防各类事故发生。"
+
+
+def _topics(project: Path, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.Popen(
+        [str(BIN / "topics"), *args],
+        cwd=project,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {seconds}s")
+
+
+def _post(url: str, body: dict) -> dict:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _in(project: Path, *argv: str) -> int:
+    old = Path.cwd()
+    os.chdir(project)
+    try:
+        return main(list(argv))
+    finally:
+        os.chdir(old)
+
+
+def test_concurrent_trainings_get_distinct_complete_versions(trained: Path, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    args = ("register", "--exp", "experiments/small.yaml", "--no-track", "--models", str(store_dir))
+    env = {"GOV_TOPICS_TEST_PAUSE": "after_copy:1.5"}  # both are inside add_version together
+    procs = [_topics(trained, *args, env=env) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    store = ModelStore(store_dir)
+    assert store.versions() == [1, 2]
+    for v in (1, 2):
+        _, man = store.load(ModelRef("gov-topics", str(v)))  # sha256 verified
+        assert man["version"] == v
+    assert not list((store_dir / "gov-topics").glob(".incoming-*"))
+
+
+def test_killed_training_leaves_no_version(trained: Path, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    args = ("register", "--exp", "experiments/small.yaml", "--no-track", "--models", str(store_dir))
+    p = _topics(trained, *args, env={"GOV_TOPICS_TEST_PAUSE": "after_copy:60"})
+    deadline = time.monotonic() + 60
+    while not list((store_dir / "gov-topics").glob(".incoming-*/model.joblib")):
+        assert time.monotonic() < deadline, "the writer never started"
+        time.sleep(0.2)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    store = ModelStore(store_dir)
+    assert store.versions() == []
+    with pytest.raises(ModelError, match="no model 'gov-topics'"):
+        store.load(ModelRef("gov-topics", "latest"))
+    q = _topics(trained, *args)
+    _, err = q.communicate(timeout=120)
+    assert q.returncode == 0, err
+    assert store.versions() == [1]
+    assert not list((store_dir / "gov-topics").glob(".incoming-*"))  # the dead writer's is swept
+
+
+def test_metric_gate_refuses_worse_model_and_rollback_restores(
+    trained: Path, tmp_path: Path
+) -> None:
+    store_dir = tmp_path / "store"
+    m = ["--models", str(store_dir)]
+    assert _in(trained, "register", "--exp", "experiments/small.yaml", "--no-track", *m) == 0
+    for stage in ("segment", "features", "train", "evaluate"):
+        assert _in(trained, stage, "--exp", "experiments/worse.yaml") == 0
+    assert _in(trained, "register", "--exp", "experiments/worse.yaml", "--no-track", *m) == 0
+    assert _in(trained, "register", "--exp", "experiments/small.yaml", "--no-track", *m) == 0
+    store = ModelStore(store_dir)
+    good, worse = store.manifest("gov-topics", 1), store.manifest("gov-topics", 2)
+    assert worse["metrics"]["macro_f1"] < good["metrics"]["macro_f1"]
+
+    promote = ["models", "promote", "--exp", "experiments/small.yaml", "--no-track", *m]
+    assert _in(trained, *promote, "1", "--to", "production", "--reason", "first") == 0
+    assert _in(trained, *promote, "2", "--to", "production") == 1  # refused by the gate
+    assert store.aliases()["production"] == 1
+    assert _in(trained, *promote, "3", "--to", "production", "--reason", "retrained") == 0
+    assert store.aliases()["production"] == 3
+    assert _in(trained, "models", "rollback", "--no-track", *m) == 0
+    assert store.aliases()["production"] == 1
+    assert (
+        _in(trained, *promote, "2", "--to", "production", "--force", "--reason", "audit test") == 0
+    )
+    audit = store.audit()
+    assert [(e["from"], e["to"]) for e in audit] == [(None, 1), (1, 3), (3, 1), (1, 2)]
+    assert audit[2]["rollback"] is True
+    assert audit[3]["forced"] is True and audit[3]["why"] == "audit test"
+    assert audit[3]["gate"]["candidate"] < audit[3]["gate"]["production"]
+
+
+def test_diff_shows_metric_and_config_changes(trained: Path, tmp_path: Path, capsys) -> None:
+    store_dir = tmp_path / "store"
+    m = ["--models", str(store_dir)]
+    for exp in ("small", "worse"):
+        for stage in ("segment", "features", "train", "evaluate"):
+            assert _in(trained, stage, "--exp", f"experiments/{exp}.yaml") == 0
+        assert _in(trained, "register", "--exp", f"experiments/{exp}.yaml", "--no-track", *m) == 0
+    capsys.readouterr()
+    assert _in(trained, "models", "diff", "1", "2", *m) == 0
+    out = capsys.readouterr().out
+    assert "features.lexicon.enabled: True -> False" in out
+    assert "macro_f1" in out and "safety.f1" in out
+
+
+def test_skops_format_loads_safely(trained: Path, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    assert (
+        _in(
+            trained,
+            "register",
+            "--exp",
+            "experiments/small.yaml",
+            "--no-track",
+            "--format",
+            "skops",
+            "--models",
+            str(store_dir),
+        )
+        == 0
+    )
+    store = ModelStore(store_dir)
+    model, man = store.load(ModelRef("gov-topics", "1"))
+    assert man["format"] == "skops" and man["artefact"] == "model.skops"
+    joblib_model = __import__("joblib").load(trained / "build" / "small" / "model.joblib")
+    assert (model.predict_proba([SAFETY_TEXT]) == joblib_model.predict_proba([SAFETY_TEXT])).all()
+
+
+def test_skops_refuses_types_outside_the_allow_list(tmp_path: Path) -> None:
+    import skops.io as sio
+
+    from pipeline.registry import _load_artefact
+
+    path = tmp_path / "evil.skops"
+    sio.dump({"x": _Foreign()}, path)
+    with pytest.raises(ModelError, match="refusing to load types outside the allow-list"):
+        _load_artefact(path, "skops")
+
+
+class _Foreign:
+    pass
+
+
+def test_same_data_config_and_seed_give_byte_identical_predictions(trained: Path) -> None:
+    import joblib
+
+    from pipeline.predict import predict_batch
+
+    for build in ("build_a", "build_b"):
+        for stage in ("ingest", "segment", "features", "train"):
+            assert _in(trained, stage, "--exp", "experiments/small.yaml", "--build", build) == 0
+    texts = [p.read_text("utf-8") for p in sorted((trained / "seeds" / "raw").glob("*.txt"))]
+    outs = []
+    for build in ("build_a", "build_b"):
+        model = joblib.load(trained / build / "small" / "model.joblib")
+        outs.append(json.dumps(predict_batch(model, texts, paragraphs=True), ensure_ascii=False))
+    assert outs[0] == outs[1]
+
+
+def test_served_model_answers_with_themes(trained: Path) -> None:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    assert (
+        _in(
+            trained,
+            "models",
+            "promote",
+            "1",
+            "--to",
+            "production",
+            "--models",
+            str(trained / "models"),
+            "--reason",
+            "serve test",
+        )
+        == 0
+    )
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/gov-topics@production",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=trained,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/ping")
+        res = _post(
+            f"http://127.0.0.1:{port}/invocations",
+            {"dataframe_split": {"columns": ["id", "text"], "data": [["a", SAFETY_TEXT]]}},
+        )
+        row = res["predictions"][0]
+        assert row["id"] == "a"
+        assert row["themes"][0] == "safety"
+        assert 0.5 < row["safety"] <= 1.0
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_training_logs_to_a_real_mlflow_server(trained: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'srv.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/health")
+        p = _topics(
+            trained,
+            "register",
+            "--exp",
+            "experiments/small.yaml",
+            "--models",
+            str(tmp_path / "store"),
+            env={"MLFLOW_TRACKING_URI": url},
+        )
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        man = ModelStore(tmp_path / "store").manifest("gov-topics", 1)
+        with urllib.request.urlopen(
+            f"{url}/api/2.0/mlflow/runs/get?run_id={man['mlflow_run_id']}"
+        ) as r:
+            run = json.loads(r.read())["run"]
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        assert metrics["macro_f1"] == pytest.approx(man["metrics"]["macro_f1"])
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert tags["data_sha256"] == man["training_data_sha256"]
+        assert man["mlflow_model_version"] == 1
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
