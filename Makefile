@@ -59,16 +59,27 @@ $(B)/model.joblib: $(B)/features.joblib pipeline/train.py
 
 train: $(B)/model.joblib ## stage 4: fit the classifier (EXP=experiments/<name>.yaml)
 
-$(B)/evaluation.json: $(B)/segmented.jsonl pipeline/evaluate.py pipeline/train.py pipeline/features.py
+$(B)/evaluation.json: $(B)/segmented.jsonl pipeline/evaluate.py pipeline/train.py pipeline/features.py pipeline/report.py
 	$(TOPICS) evaluate $(ARGS)
 
-evaluate: $(B)/evaluation.json ## stage 5: grouped cross-validation on the seed units
+evaluate: $(B)/evaluation.json ## stage 5: grouped cross-validation on the seed units (+ report.html)
 
 $(B)/registered.json: $(B)/model.joblib $(B)/evaluation.json
 	$(TOPICS) register $(ARGS)
 
 register: $(B)/registered.json ## stage 6: save a new model version under models/, log to MLflow
 	@echo "model: $$(tr -d ' \n' < $<) (stages re-run only when their inputs change; up-to-date stages were skipped)"
+
+EXPERIMENTS := $(wildcard experiments/*.yaml)
+
+sweep: $(VENV)/.installed ## train, evaluate and register every experiments/*.yaml; compare in MLflow (make ui)
+	@for f in $(EXPERIMENTS); do echo "== $$f"; $(MAKE) --no-print-directory register EXP=$$f || exit 1; done
+	$(TOPICS) models list
+
+bench: $(VENV)/.installed ## measure prediction speed and memory: bench/results.json, bench/README.md
+	$(MAKE) --no-print-directory train
+	$(MAKE) --no-print-directory train EXP=experiments/rjieba.yaml
+	$(BIN)/python bench/bench.py
 
 predict-sample: register ## predict the themes of a seed document
 	$(TOPICS) predict $(SAMPLE)
@@ -77,8 +88,8 @@ labels: build/units.jsonl ## check the gold labels
 	$(TOPICS) labels check $(ARGS)
 
 lint: $(VENV)/.installed ## ruff check, ruff format --check, mypy
-	$(BIN)/ruff check pipeline tests
-	$(BIN)/ruff format --check pipeline tests
+	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/ruff format --check pipeline tests bench
 	$(BIN)/mypy pipeline/
 
 test: $(VENV)/.installed lint labels ## lint, check labels and run the test suite

@@ -11,8 +11,6 @@ import argparse
 import json
 import logging
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -167,72 +165,97 @@ def cmd_labels_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_records(records: list[str], out: str | None) -> None:
-    from pipeline.fsutil import atomic_write_text
+def _estimate_total(paths: list[str]) -> int | None:
+    """How many documents the inputs hold, roughly (for the progress bar's ETA)."""
+    from pipeline.documents import CSV_SUFFIXES, JSONL_SUFFIXES, SUFFIXES
 
-    if out:
-        atomic_write_text(Path(out), "".join(records))
-    else:
-        sys.stdout.write("".join(records))
+    total = 0
+    for raw in paths:
+        if raw == "-":
+            return None
+        p = Path(raw)
+        files = (
+            [f for f in sorted(p.rglob("*")) if f.suffix.lower() in SUFFIXES] if p.is_dir() else [p]
+        )
+        for f in files:
+            suffix = f.suffix.lower()
+            if suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES:
+                try:
+                    with f.open("rb") as fh:
+                        total += sum(1 for line in fh if line.strip()) - (suffix in CSV_SUFFIXES)
+                except OSError:
+                    total += 1
+            else:
+                total += 1
+    return total
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Predict themes for files, folders (recursive), JSONL or - (stdin)."""
-    from pipeline.documents import Document, iter_documents
+    """Predict themes for files (.txt, .md, .jsonl, .csv, .docx, .html), folders (recursive)
+    or - (stdin). One record per document, in input order."""
+    from pipeline.batch import RecordWriter, run_batch
+    from pipeline.documents import iter_documents
     from pipeline.predict import Predictor
-    from pipeline.registry import ModelStore, parse_ref
+    from pipeline.registry import parse_ref
 
-    store = ModelStore(Path(args.models) if args.models else None)
+    store = _store(args)
     ref = parse_ref(args.model)
     model, manifest = store.load(ref)
-    predictor = Predictor(model, name=f"{manifest['name']}:{manifest['version']}")
-    records: list[str] = []
-    counts: Counter[str] = Counter()
-    n_ok = n_err = 0
-    t0 = time.perf_counter()
-    batch: list[Document] = []
+    name = f"{manifest['name']}:{manifest['version']}"
+    predictor = Predictor(model, name=name)
+    model_file = (
+        str(store.model_dir(manifest["name"]) / str(manifest["version"]) / manifest["artefact"]),
+        manifest.get("format", "joblib"),
+    )
+    items = iter_documents(args.paths, text_field=args.text_field, id_field=args.id_field)
+    first = next(items, None)  # a missing path fails here, before any output is started
+    tty = sys.stderr.isatty()
+    progress = None
+    if tty:
+        from tqdm import tqdm
 
-    def flush() -> None:
-        nonlocal n_ok
-        if not batch:
-            return
-        for doc, rec in zip(
-            batch,
-            predictor.predict([d.text for d in batch], paragraphs=args.paragraphs),
-            strict=True,
-        ):
-            counts.update(rec["themes"])
-            records.append(
-                json.dumps({"id": doc.id, "source": doc.source, **rec}, ensure_ascii=False) + "\n"
-            )
-            n_ok += 1
-        batch.clear()
+        progress = tqdm(
+            total=_estimate_total(args.paths), unit="doc", file=sys.stderr, dynamic_ncols=True
+        )
+    writer = RecordWriter(args.output, args.format, predictor.themes)
 
-    for item in iter_documents(args.paths, text_field=args.text_field, id_field=args.id_field):
-        if isinstance(item, Document):
-            batch.append(item)
-            if len(batch) >= 256:
-                flush()
+    def report(err: Any) -> None:
+        msg = f"topics predict: {err.source}: {err.error}"
+        if progress is not None:
+            progress.write(msg, file=sys.stderr)
         else:
-            flush()
-            n_err += 1
-            records.append(
-                json.dumps(
-                    {"id": item.id, "source": item.source, "error": item.error}, ensure_ascii=False
-                )
-                + "\n"
-            )
-            print(f"topics predict: {item.source}: {item.error}", file=sys.stderr)
-    flush()
-    _write_records(records, args.output)
-    dt = time.perf_counter() - t0
-    per_theme = ", ".join(f"{t} {c}" for t, c in counts.most_common()) or "none"
+            print(msg, file=sys.stderr)
+
+    import itertools
+
+    stream = itertools.chain([first], items) if first is not None else iter(())
+    try:
+        summary = run_batch(
+            stream,
+            predictor,
+            writer,
+            jobs=args.jobs,
+            paragraphs=args.paragraphs,
+            model_file=model_file,
+            progress=progress,
+            on_error=report,
+        )
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+    per_theme = ", ".join(f"{t} {c}" for t, c in summary.themes.most_common()) or "none"
+    rate = summary.documents / summary.seconds if summary.seconds else 0.0
     print(
-        f"predict: {n_ok} documents in {dt:.1f}s with {predictor.name}; themes: {per_theme}; "
-        f"errors: {n_err}",
+        f"predict: {summary.documents} documents ({summary.chars / 1e6:.2f} M characters) in "
+        f"{summary.seconds:.1f}s ({rate:.0f} docs/s) with {name}; themes: {per_theme}; "
+        f"errors: {summary.errors}",
         file=sys.stderr,
     )
-    return 0 if n_err == 0 else 1
+    return 0 if summary.errors == 0 else 1
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -433,6 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--text-field", default="text", help="JSONL field holding the text")
     sp.add_argument("--id-field", default="id", help="JSONL field holding the id")
     sp.add_argument("--paragraphs", action="store_true", help="add paragraph-level themes")
+    sp.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        default="jsonl",
+        help="output format (CSV: one score column per theme)",
+    )
+    sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     sp.set_defaults(func=cmd_predict)
 
     mp = sub.add_parser("models", help="list and inspect model versions")

@@ -104,16 +104,23 @@ def cross_validate(
     seed: int,
     use_written: bool,
     train_fraction: float = 1.0,
+    seed_fraction: float = 1.0,
 ) -> dict[str, Any]:
     """Run repeated grouped CV; return per-repeat metrics and the first repeat's predictions."""
     groups = [e.group for e in data.seed]
     runs: list[dict[str, Any]] = []
     first: dict[str, np.ndarray] = {}
+    choices: list[dict[str, Any]] = []
     for r in range(repeats):
         P = np.zeros_like(data.Y_seed)
         S = np.zeros(data.Y_seed.shape, dtype=float)
         rng = np.random.default_rng(seed + 1000 + r)
         for tr, te in grouped_folds(groups, folds, seed + r):
+            if seed_fraction < 1.0:
+                tr_groups = sorted({groups[i] for i in tr})
+                n_keep = max(2, int(len(tr_groups) * seed_fraction))
+                keep_g = set(rng.choice(tr_groups, n_keep, replace=False))
+                tr = np.array([i for i in tr if groups[i] in keep_g])
             docs = [data.seed_docs[i] for i in tr]
             Y = data.Y_seed[tr]
             grp = [groups[i] for i in tr]
@@ -129,6 +136,8 @@ def cross_validate(
                 Y = Y[keep]
                 grp = [grp[i] for i in keep]
             model = make_and_fit(docs, Y, grp)
+            if hasattr(model, "search_choice_"):
+                choices.append(model.search_choice_)
             test = [data.seed_docs[i] for i in te]
             proba = model.predict_proba(test) if hasattr(model, "predict_proba") else None
             P[te] = model.predict(test)
@@ -156,6 +165,7 @@ def cross_validate(
         "document_macro_f1": _summary(doc_macro),
         "per_theme": per_theme,
         "repeats": macro,
+        "search_choices": choices,
         "_first": first,
     }
 
@@ -169,6 +179,70 @@ def model_fitter(
         return fit_head(clone(template), docs, Y, groups)
 
     return fit
+
+
+def search_grid(search: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the search space's values."""
+    import itertools
+
+    keys = sorted(search)
+    return [
+        dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(search[k] for k in keys))
+    ]
+
+
+def search_fitter(
+    cfg: ExperimentConfig, themes: Sequence[str], lexicons: dict[str, tuple[str, ...]]
+) -> Fitter:
+    """Nested hyper-parameter search: on the training side only, pick the grid point with the
+    best macro average precision over inner grouped folds (threshold-free, so cheap and stable),
+    then fit it, thresholds tuned, on the whole training side."""
+    from sklearn.metrics import average_precision_score
+
+    from pipeline.config import with_override
+
+    candidates = []
+    for point in search_grid(cfg.search):
+        c = cfg
+        for k, v in point.items():
+            c = with_override(c, k, v)
+        candidates.append((point, c))
+
+    def fit(docs: list[SegmentedDoc], Y: np.ndarray, groups: list[str]) -> Any:
+        k = min(cfg.thresholds.inner_folds, len(set(groups)))
+        splitter = GroupKFold(n_splits=k, shuffle=True, random_state=cfg.seed)
+        splits = list(splitter.split(np.zeros(len(docs)), groups=groups))
+        best = (-1.0, 0)
+        for ci, (_point, c) in enumerate(candidates):
+            quick = with_override(c, "thresholds.tune", False)
+            scores = []
+            for tr, te in splits:
+                head = fit_head(
+                    build_head(quick, themes, lexicons),
+                    [docs[i] for i in tr],
+                    Y[tr],
+                    [groups[i] for i in tr],
+                )
+                P = head.predict_proba([docs[i] for i in te])
+                cols = [j for j in range(Y.shape[1]) if Y[te, j].sum() > 0]
+                scores.append(np.mean([average_precision_score(Y[te, j], P[:, j]) for j in cols]))
+            if float(np.mean(scores)) > best[0]:
+                best = (float(np.mean(scores)), ci)
+        point, chosen = candidates[best[1]]
+        model = fit_head(build_head(chosen, themes, lexicons), docs, Y, groups)
+        model.search_choice_ = point
+        return model
+
+    return fit
+
+
+def fitter_for(
+    cfg: ExperimentConfig, themes: Sequence[str], lexicons: dict[str, tuple[str, ...]]
+) -> Fitter:
+    """The nested search when the experiment has a search space, else the plain model."""
+    return (
+        search_fitter(cfg, themes, lexicons) if cfg.search else model_fitter(cfg, themes, lexicons)
+    )
 
 
 def baseline_fitter(lexicons: dict[str, tuple[str, ...]]) -> Fitter:
@@ -192,16 +266,14 @@ def evaluate_experiment(
     log.info("cross-validating the model (with written corpus: %s)", cfg.data.use_written)
     model = cross_validate(
         data,
-        model_fitter(cfg, themes, lexicons),
+        fitter_for(cfg, themes, lexicons),
         themes,
         use_written=cfg.data.use_written,
         **common,
     )
     log.info("cross-validating the model on seed units only")
     seed_only = (
-        cross_validate(
-            data, model_fitter(cfg, themes, lexicons), themes, use_written=False, **common
-        )
+        cross_validate(data, fitter_for(cfg, themes, lexicons), themes, use_written=False, **common)
         if cfg.data.use_written and data.written
         else model
     )
@@ -237,8 +309,14 @@ def evaluate_experiment(
     }
     report["errors"] = worst_errors(data, first["pred"], first["scores"], themes)
     report["pr_curves"] = pr_curves(data.Y_seed, first["scores"], themes)
+    if model["search_choices"]:
+        report["search"] = model["search_choices"]
     if learning_curve and ev.learning_curve:
         report["learning_curve"] = learning_curve_points(cfg, data, themes, lexicons)
+        if cfg.data.use_written and data.written:
+            report["learning_curve_seed"] = learning_curve_points(
+                cfg, data, themes, lexicons, vary="seed"
+            )
     return report
 
 
@@ -283,12 +361,17 @@ def learning_curve_points(
     data: EvalData,
     themes: Sequence[str],
     lexicons: dict[str, tuple[str, ...]],
+    vary: str = "all",
 ) -> list[dict[str, Any]]:
-    """Macro-F1 against the number of labelled training units (same folds, one repeat each)."""
+    """Macro-F1 against the number of labelled training units (same folds, one repeat each).
+
+    ``vary="all"`` subsamples every training unit; ``vary="seed"`` subsamples only the real seed
+    articles on the training side and keeps the written corpus whole, which shows what more
+    *real* labelled text would buy.
+    """
     points = []
-    n_train = int(len(data.seed) * (1 - 1 / cfg.evaluation.folds)) + (
-        len(data.written) if cfg.data.use_written else 0
-    )
+    n_seed = int(len(data.seed) * (1 - 1 / cfg.evaluation.folds))
+    n_written = len(data.written) if cfg.data.use_written else 0
     for frac in cfg.evaluation.learning_curve:
         res = cross_validate(
             data,
@@ -298,12 +381,17 @@ def learning_curve_points(
             repeats=1,
             seed=cfg.seed,
             use_written=cfg.data.use_written,
-            train_fraction=frac,
+            train_fraction=frac if vary == "all" else 1.0,
+            seed_fraction=frac if vary == "seed" else 1.0,
+        )
+        units = (
+            int((n_seed + n_written) * frac) if vary == "all" else int(n_seed * frac) + n_written
         )
         points.append(
             {
                 "fraction": frac,
-                "train_units": int(n_train * frac),
+                "train_units": units,
+                "seed_units": int(n_seed * frac) if vary == "seed" else None,
                 "macro_f1": res["macro_f1"]["mean"],
             }
         )

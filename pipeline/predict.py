@@ -87,6 +87,8 @@ class Predictor:
         for _, step in self._head.steps[:-1]:
             Xt = step.transform(Xt)
         proba = self._head.steps[-1][1].predict_proba(Xt)
+        if hasattr(Xt, "tocsr"):
+            Xt = Xt.tocsr()
         return docs, proba, Xt
 
     def evidence(self, X: Any, row: int, theme: int, text: str) -> dict[str, Any]:
@@ -94,9 +96,13 @@ class Predictor:
         coef, names = self._evidence_tables()
         terms: list[str] = []
         if coef is not None:
-            x = X[row]
-            idx = x.indices if hasattr(x, "indices") else np.nonzero(np.asarray(x).ravel())[0]
-            vals = x.data if hasattr(x, "data") else np.asarray(x).ravel()[idx]
+            if hasattr(X, "indptr"):  # CSR: read the row's slice directly (scipy's X[row] is slow)
+                lo, hi = X.indptr[row], X.indptr[row + 1]
+                idx, vals = X.indices[lo:hi], X.data[lo:hi]
+            else:
+                dense = np.asarray(X[row]).ravel()
+                idx = np.nonzero(dense)[0]
+                vals = dense[idx]
             contrib = vals * coef[theme, idx]
             for k in np.argsort(-contrib):
                 if contrib[k] <= 0 or len(terms) >= self.top_terms:

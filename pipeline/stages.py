@@ -215,6 +215,9 @@ def run_evaluate(ws: Workspace, learning_curve: bool = True) -> dict[str, Any]:
     )
     report["seconds"] = round(time.perf_counter() - t0, 1)
     _dump_json(ws.evaluation, report)
+    from pipeline.report import render_report
+
+    atomic_write_text(ws.report, render_report(report, f"gov-topics: {ws.cfg.name}"))
     return {
         "macro_f1": report["model"]["macro_f1"]["mean"],
         "macro_f1_seed_only": report["model_seed_only"]["macro_f1"]["mean"],
@@ -269,7 +272,7 @@ def run_register(
                 "segmenter": seg_meta["backend"],
                 "description": ws.cfg.description,
             },
-            artifacts={"": ws.evaluation, "features": ws.vocabulary},
+            artifacts={"": ws.evaluation, "report": ws.report, "features": ws.vocabulary},
             root=ws.root,
         )
     manifest = {
@@ -292,7 +295,11 @@ def run_register(
     }
     model_uri = tracking.log_model(run_id, model_path, root=ws.root) if track and run_id else ""
     version = store.add_version(
-        name, model_path, manifest, {"evaluation.json": ws.evaluation}, fmt=fmt
+        name,
+        model_path,
+        manifest,
+        {"evaluation.json": ws.evaluation, "report.html": ws.report},
+        fmt=fmt,
     )
     vdir = store.model_dir(name) / str(version)
     if track and run_id:

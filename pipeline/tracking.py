@@ -87,7 +87,8 @@ def log_training(
             else [],
         )
         for dest, path in artifacts.items():
-            client.log_artifact(run_id, str(path), artifact_path=dest or None)
+            if Path(path).exists():
+                client.log_artifact(run_id, str(path), artifact_path=dest or None)
         client.set_terminated(run_id, "FINISHED")
     except GovTopicsError:
         raise

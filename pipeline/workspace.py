@@ -68,6 +68,10 @@ class Workspace:
         return self.exp_dir / "evaluation.json"
 
     @property
+    def report(self) -> Path:
+        return self.exp_dir / "report.html"
+
+    @property
     def registered(self) -> Path:
         return self.exp_dir / "registered.json"
 

@@ -18,7 +18,7 @@ features:
   char: {enabled: false}
   lexicon: {enabled: true}
 classifier: {kind: logreg, params: {C: 4.0, class_weight: balanced}}
-evaluation: {folds: 3, repeats: 1, learning_curve: []}
+evaluation: {folds: 3, repeats: 1, learning_curve: [0.5, 1.0]}
 """
 
 
@@ -35,6 +35,14 @@ WORSE_EXP = (
 )
 
 
+SEARCHED_EXP = (
+    SMALL_EXP.replace("name: small", "name: searched").replace(
+        "learning_curve: [0.5, 1.0]", "learning_curve: []"
+    )
+    + "search:\n  classifier.params.C: [0.5, 8.0]\n"
+)
+
+
 def raw_text(prefix: str) -> str:
     path = next((SEEDS / "raw").glob(f"{prefix}_*.txt"))
     return path.read_text("utf-8")
@@ -48,6 +56,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "experiments").mkdir()
     (root / "experiments" / "small.yaml").write_text(SMALL_EXP, "utf-8")
     (root / "experiments" / "worse.yaml").write_text(WORSE_EXP, "utf-8")
+    (root / "experiments" / "searched.yaml").write_text(SEARCHED_EXP, "utf-8")
     return root
 
 

@@ -148,3 +148,40 @@ def test_cli_errors_are_one_line_without_traceback(trained: Path, tmp_path: Path
         and "no model 'gov-topics'" in res.stderr
         and "Traceback" not in res.stderr
     )
+
+
+def test_report_html_shows_every_chart_and_the_worst_errors(trained: Path) -> None:
+    html = (trained / "build" / "small" / "report.html").read_text("utf-8")
+    for chart in ("f1", "errors", "pr", "learning"):
+        assert f"<img alt='{chart}' src='data:image/png;base64," in html, chart
+    assert "worst errors" in html and "keyword baseline" in html
+    report = json.loads((trained / "build" / "small" / "evaluation.json").read_text("utf-8"))
+    assert len(report["learning_curve"]) == 2 and len(report["learning_curve_seed"]) == 2
+    assert (trained / "models" / "gov-topics" / "1" / "report.html").exists()
+
+
+def test_same_config_and_seed_give_identical_metrics_on_rerun(trained: Path) -> None:
+    path = trained / "build" / "small" / "evaluation.json"
+    before = json.loads(path.read_text("utf-8"))
+    old = Path.cwd()
+    os.chdir(trained)
+    try:
+        assert main(["evaluate", "--exp", "experiments/small.yaml", "--no-learning-curve"]) == 0
+    finally:
+        os.chdir(old)
+    after = json.loads(path.read_text("utf-8"))
+    for key in ("model", "model_seed_only", "baseline"):
+        assert after[key] == before[key], key
+
+
+def test_nested_search_chooses_on_the_training_side_of_every_fold(trained: Path) -> None:
+    old = Path.cwd()
+    os.chdir(trained)
+    try:
+        for stage in ("segment", "evaluate"):
+            assert main([stage, "--exp", "experiments/searched.yaml"]) == 0
+    finally:
+        os.chdir(old)
+    report = json.loads((trained / "build" / "searched" / "evaluation.json").read_text("utf-8"))
+    assert len(report["search"]) == 3  # one choice per outer fold (3 folds x 1 repeat)
+    assert all(c["classifier.params.C"] in (0.5, 8.0) for c in report["search"])

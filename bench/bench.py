@@ -1,0 +1,301 @@
+"""``make bench``: prediction speed and memory, measured in one run, written to bench/results.json
+and the table in bench/README.md.
+
+Corpus: documents of 3-8 seed paragraphs drawn with a fixed seed (about 20 MB of UTF-8 JSONL), and
+a 200 MB one for peak memory. Models: the default experiment (jieba) and the rjieba experiment,
+copied into a private store under bench/data/. Timings are medians of ``--repeats`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+BIN = Path(sys.executable).parent
+
+
+def build_corpus(path: Path, megabytes: float, seed: int = 13) -> dict[str, float]:
+    """JSONL documents of 3-8 shuffled seed paragraphs until the file reaches ``megabytes``."""
+    units = [json.loads(x)["text"] for x in (ROOT / "build" / "units.jsonl").open(encoding="utf-8")]
+    rng = random.Random(seed)
+    target = int(megabytes * 1e6)
+    size = docs = 0
+    with path.open("w", encoding="utf-8") as fh:
+        while size < target:
+            text = "\n".join(rng.sample(units, rng.randint(3, 8)))
+            line = json.dumps({"id": f"b{docs}", "text": text}, ensure_ascii=False) + "\n"
+            fh.write(line)
+            size += len(line.encode())
+            docs += 1
+    return {"megabytes": size / 1e6, "documents": docs}
+
+
+def text_megabytes(path: Path) -> float:
+    return sum(len(json.loads(x)["text"].encode()) for x in path.open(encoding="utf-8")) / 1e6
+
+
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    total = 0
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(d.name))
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+        stack.extend(children.get(p, []))
+    return total
+
+
+def run_predict(args: list[str]) -> tuple[float, int]:
+    """Wall time and peak resident memory (whole process tree) of one ``topics predict``."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(BIN / "topics"), "predict", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peak = 0
+    stop = threading.Event()
+
+    def poll() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _tree_rss_kb(proc.pid))
+            time.sleep(0.05)
+
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    _, err = proc.communicate()
+    stop.set()
+    th.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"topics predict {' '.join(args)} failed:\n{err}")
+    return time.perf_counter() - t0, peak
+
+
+def median_run(args: list[str], repeats: int) -> dict[str, float]:
+    runs = [run_predict(args) for _ in range(repeats)]
+    return {
+        "seconds": statistics.median(r[0] for r in runs),
+        "peak_rss_mb": max(r[1] for r in runs) / 1024,
+        "runs": [round(r[0], 2) for r in runs],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--megabytes", type=float, default=20.0)
+    ap.add_argument("--big-megabytes", type=float, default=200.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from pipeline.registry import ModelStore
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    store = ModelStore(DATA / "models")
+    models = {}
+    for backend, exp in (("jieba", "default"), ("rjieba", "rjieba")):
+        artefact = ROOT / "build" / exp / "model.joblib"
+        if not artefact.exists():
+            raise SystemExit(f"{artefact} missing: run `make train EXP=experiments/{exp}.yaml`")
+        v = store.add_version(f"bench-{backend}", artefact, {"experiment": exp, "metrics": {}})
+        models[backend] = f"bench-{backend}:{v}"
+
+    corpus = DATA / "corpus.jsonl"
+    info = build_corpus(corpus, a.megabytes)
+    mb = text_megabytes(corpus)
+    docs = info["documents"]
+    out = DATA / "out.jsonl"
+    results: dict[str, object] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "corpus": {
+            "text_megabytes": round(mb, 2),
+            "documents": docs,
+            "file_megabytes": round(info["megabytes"], 2),
+        },
+        "repeats": a.repeats,
+    }
+    e2e = {}
+    for backend, ref in models.items():
+        for jobs in (1, 2):
+            r = median_run(
+                [
+                    str(corpus),
+                    "-o",
+                    str(out),
+                    "--models",
+                    str(DATA / "models"),
+                    "--model",
+                    ref,
+                    "--jobs",
+                    str(jobs),
+                ],
+                a.repeats,
+            )
+            e2e[f"{backend}_jobs{jobs}"] = {
+                "mb_per_s": round(mb / r["seconds"], 3),
+                "docs_per_s": round(docs / r["seconds"], 1),
+                **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()},
+            }
+            print(f"end to end {backend} --jobs {jobs}: {e2e[f'{backend}_jobs{jobs}']}", flush=True)
+    results["end_to_end"] = e2e
+
+    # the segmentation ceiling: jieba over a two-process pool, no classification
+    from pipeline.ingest import ingest_text
+    from pipeline.segment import Segmenter, read_stopwords, read_userdict, segment_texts
+
+    paras = []
+    for line in corpus.open(encoding="utf-8"):
+        paras.extend(u.text for u in ingest_text("d", json.loads(line)["text"]).units)
+    para_mb = sum(len(p.encode()) for p in paras) / 1e6
+    seg = Segmenter(
+        user_words=read_userdict(ROOT / "seeds/userdict.txt"),
+        stopwords=read_stopwords(ROOT / "seeds/stopwords.txt"),
+    )
+    times = []
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        segment_texts(paras, seg, jobs=2)
+        times.append(time.perf_counter() - t0)
+    ceiling = para_mb / statistics.median(times)
+    results["segmentation_ceiling_jieba_2proc"] = {
+        "mb_per_s": round(ceiling, 3),
+        "runs": [round(t, 2) for t in times],
+    }
+    print(f"jieba 2-process segmentation ceiling: {ceiling:.3f} MB/s", flush=True)
+
+    # the naive loop: one document at a time through the model
+    import joblib
+
+    model = joblib.load(ROOT / "build" / "default" / "model.joblib")
+    sample = [
+        json.loads(x)["text"]
+        for _, x in zip(range(max(50, docs // 20)), corpus.open(encoding="utf-8"), strict=False)
+    ]
+    sample_mb = sum(len(t.encode()) for t in sample) / 1e6
+    t0 = time.perf_counter()
+    for text in sample:
+        model.predict_proba([text])
+    naive = time.perf_counter() - t0
+    results["naive_loop_jieba"] = {
+        "mb_per_s": round(sample_mb / naive, 3),
+        "docs_per_s": round(len(sample) / naive, 1),
+        "documents": len(sample),
+    }
+    print(f"naive per-document loop: {results['naive_loop_jieba']}", flush=True)
+
+    # one small file: cold start latency
+    small = DATA / "small.txt"
+    small.write_text(json.loads(corpus.open(encoding="utf-8").readline())["text"], "utf-8")
+    lat = [
+        run_predict([str(small), "--models", str(DATA / "models"), "--model", models["jieba"]])[0]
+        for _ in range(5)
+    ]
+    results["small_file_seconds"] = {
+        "median": round(statistics.median(lat), 3),
+        "runs": [round(x, 3) for x in lat],
+    }
+    print(f"one small file: {results['small_file_seconds']}", flush=True)
+
+    # peak memory on a big input (fast backend, two workers, streaming)
+    big = DATA / "big.jsonl"
+    big_info = build_corpus(big, a.big_megabytes, seed=14)
+    secs, peak = run_predict(
+        [
+            str(big),
+            "-o",
+            str(out),
+            "--models",
+            str(DATA / "models"),
+            "--model",
+            models["rjieba"],
+            "--jobs",
+            "2",
+        ]
+    )
+    results["big_input"] = {
+        "file_megabytes": round(big_info["megabytes"], 1),
+        "documents": big_info["documents"],
+        "backend": "rjieba",
+        "jobs": 2,
+        "seconds": round(secs, 1),
+        "peak_rss_mb": round(peak / 1024, 1),
+    }
+    print(f"200 MB input: {results['big_input']}", flush=True)
+
+    jieba2 = e2e["jieba_jobs2"]["mb_per_s"]
+    results["targets"] = {
+        "fast_backend_mb_per_s_ge_6": e2e["rjieba_jobs2"]["mb_per_s"] >= 6,
+        "jieba_ge_90pct_of_ceiling": jieba2 >= 0.9 * ceiling,
+        "jieba_share_of_ceiling": round(jieba2 / ceiling, 3),
+        "peak_rss_lt_500mb": results["big_input"]["peak_rss_mb"] < 500,  # type: ignore[index]
+        "small_file_lt_1_5s": results["small_file_seconds"]["median"] < 1.5,  # type: ignore[index]
+    }
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+    write_table(results)
+    print(json.dumps(results["targets"], indent=2))
+
+
+def write_table(r: dict) -> None:
+    e = r["end_to_end"]
+    rows = "\n".join(
+        f"| `topics predict` {k.replace('_jobs', ', --jobs ')} | {v['mb_per_s']:.2f} | {v['docs_per_s']:.0f} | {v['peak_rss_mb']:.0f} |"
+        for k, v in e.items()
+    )
+    t = r["targets"]
+    text = f"""# Benchmarks
+
+`make bench` measures prediction speed and memory in one run and writes `results.json`; this
+table is generated from it. Corpus: {r["corpus"]["documents"]} documents of 3-8 shuffled seed
+paragraphs ({r["corpus"]["text_megabytes"]} MB of text; fixed seed). Timings are medians of
+{r["repeats"]} runs on {r["machine"]["cpus"]} CPUs; MB are megabytes of UTF-8 text.
+
+| what | MB/s | documents/s | peak RSS (MB) |
+|---|---:|---:|---:|
+{rows}
+| jieba segmentation ceiling (2 processes, no classification) | {r["segmentation_ceiling_jieba_2proc"]["mb_per_s"]:.2f} | | |
+| naive loop (one document at a time through the model, jieba) | {r["naive_loop_jieba"]["mb_per_s"]:.2f} | {r["naive_loop_jieba"]["docs_per_s"]:.0f} | |
+
+- One small file, cold start: {r["small_file_seconds"]["median"]} s (median of 5).
+- {r["big_input"]["file_megabytes"]} MB input ({r["big_input"]["documents"]} documents), rjieba, `--jobs 2`:
+  {r["big_input"]["seconds"]} s, peak RSS of the whole process tree {r["big_input"]["peak_rss_mb"]} MB.
+
+Targets: fast backend >= 6 MB/s on 2 cores: **{t["fast_backend_mb_per_s_ge_6"]}**; plain jieba
+>= 90% of its two-process ceiling: **{t["jieba_ge_90pct_of_ceiling"]}** ({t["jieba_share_of_ceiling"]:.0%});
+peak RSS < 500 MB on the big input: **{t["peak_rss_lt_500mb"]}**; one small file < 1.5 s:
+**{t["small_file_lt_1_5s"]}**.
+"""
+    (ROOT / "bench" / "README.md").write_text(text, "utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""A self-contained HTML report of an evaluation: charts inlined as PNG, tables, worst errors.
+
+Reads the dict written by the evaluate stage, so a report can be rebuilt from any
+``evaluation.json``. matplotlib is imported here only (the ``report`` extra).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _charts(ev: dict[str, Any]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    themes = ev["themes"]
+    model, base = ev["model"]["per_theme"], ev["baseline"]["per_theme"]
+    x = np.arange(len(themes))
+    out: dict[str, str] = {}
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.bar(x - 0.2, [model[t]["f1"] for t in themes], 0.4, label="model")
+    ax.bar(x + 0.2, [base[t]["f1"] for t in themes], 0.4, label="keyword baseline")
+    ax.set_xticks(x, themes, rotation=20)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1 (grouped CV, seed units)")
+    ax.legend()
+    ax.set_title("Per-theme F1: model vs keyword baseline")
+    out["f1"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.bar(x - 0.2, [model[t]["false_positives"] for t in themes], 0.4, label="false positives")
+    ax.bar(x + 0.2, [model[t]["false_negatives"] for t in themes], 0.4, label="false negatives")
+    ax.set_xticks(x, themes, rotation=20)
+    ax.set_ylabel("units (mean over repeats)")
+    ax.legend()
+    ax.set_title("Errors per theme")
+    out["errors"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for t, c in ev.get("pr_curves", {}).items():
+        ax.plot(c["recall"], c["precision"], label=t)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    ax.set_title("Precision-recall per theme (first repeat, out-of-fold scores)")
+    out["pr"] = _png(fig)
+
+    curves = [("all training units", ev.get("learning_curve") or [])]
+    curves.append(
+        ("real seed units only (written corpus fixed)", ev.get("learning_curve_seed") or [])
+    )
+    if any(points for _, points in curves):
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for label, points in curves:
+            if points:
+                ax.plot(
+                    [p["train_units"] for p in points],
+                    [p["macro_f1"] for p in points],
+                    "o-",
+                    label=label,
+                )
+        ax.set_xlabel("labelled training units")
+        ax.set_ylabel("macro-F1 (seed units)")
+        ax.legend(fontsize=8)
+        ax.set_title("Learning curve")
+        out["learning"] = _png(fig)
+    return out
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def render_report(ev: dict[str, Any], title: str = "gov-topics evaluation") -> str:
+    """The report as one HTML string with every chart inlined."""
+    charts = _charts(ev)
+    m, b, s = ev["model"], ev["baseline"], ev["model_seed_only"]
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(t)}</td><td>{_fmt(v['precision'])}</td><td>{_fmt(v['recall'])}</td>"
+        f"<td>{_fmt(v['f1'])}</td><td>{_fmt(b['per_theme'][t]['f1'])}</td><td>{v['support']}</td>"
+        f"<td>{v['false_positives']:.1f}</td><td>{v['false_negatives']:.1f}</td></tr>"
+        for t, v in m["per_theme"].items()
+    )
+    errors = "".join(
+        f"<tr><td>{e(x['id'])}</td><td>{e(', '.join(x['gold']) or '—')}</td>"
+        f"<td>{e(', '.join(x['predicted']) or '—')}</td><td class='text'>{e(x['text'])}</td></tr>"
+        for x in ev.get("errors", [])
+    )
+    imgs = "".join(f"<figure><img alt='{k}' src='{v}'></figure>" for k, v in charts.items())
+    p = ev["protocol"]
+    search = ""
+    if ev.get("search"):
+        search = f"<p>Nested search chose per outer fold: <code>{e(str(ev['search']))}</code></p>"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>
+body {{ font-family: system-ui, "Noto Sans CJK SC", sans-serif; margin: 2em; max-width: 1100px; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; vertical-align: top; }}
+td.text {{ text-align: left; max-width: 640px; }}
+td:first-child {{ text-align: left; }}
+figure {{ display: inline-block; margin: 0.5em; }}
+</style></head><body>
+<h1>{e(title)}</h1>
+<p>Experiment <b>{e(ev["experiment"])}</b>. {p["repeats"]}×{p["folds"]}-fold grouped cross-validation
+by article (seed {p["seed"]}); scored on {e(p["scored_on"])}; written units on the training side:
+{p["written_units_on_training_side"]}; thresholds: {e(p["threshold_tuning"])}.
+{ev["data"]["seed_units"]} seed units in {ev["data"]["seed_articles"]} articles,
+{ev["data"]["written_units"]} written units.</p>
+<table><tr><th></th><th>macro-F1</th><th>micro-F1</th><th>document macro-F1</th></tr>
+<tr><td>model</td><td>{_fmt(m["macro_f1"]["mean"])} ± {_fmt(m["macro_f1"]["std"])}</td>
+<td>{_fmt(m["micro_f1"]["mean"])}</td><td>{_fmt(m["document_macro_f1"]["mean"])}</td></tr>
+<tr><td>model, seed units only</td><td>{_fmt(s["macro_f1"]["mean"])}</td>
+<td>{_fmt(s["micro_f1"]["mean"])}</td><td>{_fmt(s["document_macro_f1"]["mean"])}</td></tr>
+<tr><td>keyword baseline</td><td>{_fmt(b["macro_f1"]["mean"])}</td>
+<td>{_fmt(b["micro_f1"]["mean"])}</td><td>{_fmt(b["document_macro_f1"]["mean"])}</td></tr></table>
+{search}
+<h2>Charts</h2>{imgs}
+<h2>Per theme</h2>
+<table><tr><th>theme</th><th>precision</th><th>recall</th><th>F1</th><th>baseline F1</th>
+<th>support</th><th>false pos.</th><th>false neg.</th></tr>{rows}</table>
+<h2>The {len(ev.get("errors", []))} worst errors</h2>
+<table><tr><th>unit</th><th>gold</th><th>predicted</th><th>text</th></tr>{errors}</table>
+</body></html>
+"""

@@ -1,0 +1,185 @@
+"""The batch prediction CLI: formats, encodings, error paths, atomic output, order, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.batch import RecordWriter, run_batch
+from pipeline.cli import main
+from pipeline.documents import Document, iter_documents, read_html
+
+pytestmark = pytest.mark.slow
+
+SAFETY = "全面开展安全生产大检查,深入排查整治重大事故隐患,严防各类事故发生。"
+RURAL = "加快建设高标准农田,稳定粮食播种面积,发展特色种植养殖,促进农民持续增收,推进乡村振兴。"
+
+
+def _predict(trained: Path, *args: str) -> int:
+    return main(["predict", *args, "--models", str(trained / "models"), "--model", "gov-topics:1"])
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text("utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030", "utf-16"])
+def test_text_files_in_each_encoding(trained: Path, tmp_path: Path, encoding: str) -> None:
+    src = tmp_path / "a.txt"
+    src.write_bytes(SAFETY.encode(encoding))
+    out = tmp_path / "out.jsonl"
+    assert _predict(trained, str(src), "-o", str(out)) == 0
+    assert _records(out)[0]["themes"][0] == "safety"
+
+
+def test_csv_with_quoted_multiline_fields_reports_rows(trained: Path, tmp_path: Path) -> None:
+    src = tmp_path / "a.csv"
+    with src.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["doc_id", "body"])
+        w.writerow(["s", SAFETY.replace(",", ",\n", 1)])
+        w.writerow(["e", ""])
+        w.writerow(["r", RURAL])
+    out = tmp_path / "out.jsonl"
+    code = _predict(
+        trained, str(src), "-o", str(out), "--text-field", "body", "--id-field", "doc_id"
+    )
+    recs = _records(out)
+    assert code == 1  # the empty row
+    assert [r["id"] for r in recs] == ["s", "e", "r"]
+    assert recs[0]["source"] == f"{src}:row 1" and recs[0]["themes"][0] == "safety"
+    assert "empty 'body' field" in recs[1]["error"]
+    assert "rural" in recs[2]["themes"]
+
+
+def test_csv_without_the_text_column_is_one_error_record(trained: Path, tmp_path: Path) -> None:
+    src = tmp_path / "a.csv"
+    src.write_text("id,content\n1,x\n", "utf-8")
+    out = tmp_path / "out.jsonl"
+    assert _predict(trained, str(src), "-o", str(out)) == 1
+    assert "no column 'text' (columns: id, content)" in _records(out)[0]["error"]
+
+
+def test_docx_paragraphs_and_broken_docx(trained: Path, tmp_path: Path) -> None:
+    import docx
+
+    d = docx.Document()
+    d.add_paragraph(SAFETY)
+    d.save(str(tmp_path / "a.docx"))
+    (tmp_path / "b.docx").write_bytes(b"not a zip")
+    out = tmp_path / "out.jsonl"
+    assert _predict(trained, str(tmp_path), "-o", str(out)) == 1
+    recs = _records(out)
+    assert recs[0]["themes"][0] == "safety"
+    assert "not a readable .docx file" in recs[1]["error"]
+
+
+def test_html_main_text_leaves_out_menus_and_footers() -> None:
+    page = (
+        "<html><head><meta charset='utf-8'></head><body><nav><a href='/'>首页</a>"
+        "<a href='/n'>新闻中心</a><a href='/g'>政务公开</a></nav><article><h1>县里开展防汛演练</h1>"
+        f"<p>{SAFETY}</p><p>演练模拟强降雨引发山洪,转移群众200余人,排查隐患点15处,检验了应急处置能力。</p>"
+        "</article><footer>版权所有 某县人民政府 ICP备案号 联系我们</footer></body></html>"
+    )
+    doc = read_html(page.encode("utf-8"), "p.html")
+    assert isinstance(doc, Document)
+    assert "排查整治重大事故隐患" in doc.text
+    assert "版权所有" not in doc.text and "新闻中心" not in doc.text
+
+
+def test_csv_output_has_one_score_column_per_theme(trained: Path, tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text(SAFETY, "utf-8")
+    out = tmp_path / "out.csv"
+    assert _predict(trained, str(src), "-o", str(out), "--format", "csv") == 0
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert rows[0]["themes"].split(";")[0] == "safety"
+    assert float(rows[0]["score_safety"]) > 0.5
+    assert {f"score_{t}" for t in ("safety", "rural", "culture")} <= set(rows[0])
+
+
+def test_folder_with_symlink_loop_is_reported_not_fatal(trained: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "sub" / "a.txt").write_text(SAFETY, "utf-8")
+    os.symlink(docs, docs / "sub" / "loop")
+    out = tmp_path / "out.jsonl"
+    assert _predict(trained, str(docs), "-o", str(out)) == 1
+    recs = _records(out)
+    assert recs[0]["themes"][0] == "safety"
+    assert any("symlink loop" in r.get("error", "") for r in recs)
+
+
+def test_jobs_2_gives_the_same_records_in_input_order(trained: Path, tmp_path: Path) -> None:
+    src = tmp_path / "many.jsonl"
+    texts = [SAFETY, RURAL] * 150
+    src.write_text(
+        "".join(
+            json.dumps({"id": f"d{i}", "text": t}, ensure_ascii=False) + "\n"
+            for i, t in enumerate(texts)
+        ),
+        "utf-8",
+    )
+    outs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}.jsonl"
+        assert _predict(trained, str(src), "-o", str(out), "--jobs", jobs) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    assert [r["id"] for r in _records(tmp_path / "out2.jsonl")] == [f"d{i}" for i in range(300)]
+
+
+def test_interrupted_run_leaves_no_partial_file(trained: Path, tmp_path: Path) -> None:
+    from pipeline.predict import Predictor
+    from pipeline.registry import ModelRef, ModelStore
+
+    model, _ = ModelStore(trained / "models").load(ModelRef("gov-topics", "1"))
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous complete output\n", "utf-8")
+
+    def items():
+        for i in range(200):
+            if i == 150:
+                raise KeyboardInterrupt
+            yield Document(f"d{i}", "x", SAFETY)
+
+    writer = RecordWriter(str(out), "jsonl", ["safety"])
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            run_batch(items(), Predictor(model), writer)
+        except BaseException:
+            writer.abort()
+            raise
+    assert out.read_text("utf-8") == "previous complete output\n"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_stdin_jsonl_and_no_mlflow_import(trained: Path) -> None:
+    code = (
+        "import sys; from pipeline.cli import main; "
+        f"rc = main(['predict', '-', '--models', {str(trained / 'models')!r}]); "
+        "print('MLFLOW' if any(m.split('.')[0] == 'mlflow' for m in sys.modules) else 'CLEAN', "
+        "file=sys.stderr); sys.exit(rc)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps({"id": "x", "text": SAFETY}, ensure_ascii=False) + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["themes"][0] == "safety"
+    assert "CLEAN" in res.stderr
+
+
+def test_iter_documents_keeps_input_order_across_paths(tmp_path: Path) -> None:
+    (tmp_path / "b.txt").write_text("乙", "utf-8")
+    (tmp_path / "a.txt").write_text("甲", "utf-8")
+    got = [d.text for d in iter_documents([str(tmp_path / "b.txt"), str(tmp_path / "a.txt")])]
+    assert got == ["乙", "甲"]
