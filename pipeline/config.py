@@ -72,6 +72,7 @@ class ClassifierConfig:
 @dataclass(frozen=True)
 class ThresholdsConfig:
     tune: bool = True
+    tune_on: str = "real"  # real: seed/user units in the inner folds (written ones if too few); all
     inner_folds: int = 3
     default: float = 0.5
 
@@ -205,6 +206,8 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
             f"{source}: segmenter.backend {cfg.segmenter.backend!r} is not known",
             "choose jieba or rjieba",
         )
+    if cfg.thresholds.tune_on not in ("real", "all"):
+        raise ConfigError(f"{source}: thresholds.tune_on must be real or all")
     if cfg.features.lexicon.scale not in ("log", "binary", "linear"):
         raise ConfigError(f"{source}: features.lexicon.scale must be log, binary or linear")
     f = cfg.features

@@ -91,7 +91,8 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), "std": float(a.std()), "median": float(np.median(a))}
 
 
-Fitter = Callable[[list[SegmentedDoc], np.ndarray, list[str]], Any]
+# (documents, labels, groups, mask of real units) -> a fitted model
+Fitter = Callable[[list[SegmentedDoc], np.ndarray, list[str], np.ndarray], Any]
 
 
 def cross_validate(
@@ -124,10 +125,12 @@ def cross_validate(
             docs = [data.seed_docs[i] for i in tr]
             Y = data.Y_seed[tr]
             grp = [groups[i] for i in tr]
+            real = np.ones(len(tr), dtype=bool)
             if use_written and data.written:
                 docs = docs + data.written_docs
                 Y = np.vstack([Y, data.Y_written])
                 grp = grp + [e.group for e in data.written]
+                real = np.r_[real, np.zeros(len(data.written), dtype=bool)]
             if train_fraction < 1.0:
                 keep = np.sort(
                     rng.choice(len(docs), max(8, int(len(docs) * train_fraction)), replace=False)
@@ -135,7 +138,8 @@ def cross_validate(
                 docs = [docs[i] for i in keep]
                 Y = Y[keep]
                 grp = [grp[i] for i in keep]
-            model = make_and_fit(docs, Y, grp)
+                real = real[keep]
+            model = make_and_fit(docs, Y, grp, real)
             if hasattr(model, "search_choice_"):
                 choices.append(model.search_choice_)
             test = [data.seed_docs[i] for i in te]
@@ -175,8 +179,8 @@ def model_fitter(
 ) -> Fitter:
     template = build_head(cfg, themes, lexicons)
 
-    def fit(docs: list[SegmentedDoc], Y: np.ndarray, groups: list[str]) -> Any:
-        return fit_head(clone(template), docs, Y, groups)
+    def fit(docs: list[SegmentedDoc], Y: np.ndarray, groups: list[str], real: np.ndarray) -> Any:
+        return fit_head(clone(template), docs, Y, groups, real)
 
     return fit
 
@@ -208,7 +212,7 @@ def search_fitter(
             c = with_override(c, k, v)
         candidates.append((point, c))
 
-    def fit(docs: list[SegmentedDoc], Y: np.ndarray, groups: list[str]) -> Any:
+    def fit(docs: list[SegmentedDoc], Y: np.ndarray, groups: list[str], real: np.ndarray) -> Any:
         k = min(cfg.thresholds.inner_folds, len(set(groups)))
         splitter = GroupKFold(n_splits=k, shuffle=True, random_state=cfg.seed)
         splits = list(splitter.split(np.zeros(len(docs)), groups=groups))
@@ -229,7 +233,7 @@ def search_fitter(
             if float(np.mean(scores)) > best[0]:
                 best = (float(np.mean(scores)), ci)
         point, chosen = candidates[best[1]]
-        model = fit_head(build_head(chosen, themes, lexicons), docs, Y, groups)
+        model = fit_head(build_head(chosen, themes, lexicons), docs, Y, groups, real)
         model.search_choice_ = point
         return model
 
@@ -246,7 +250,7 @@ def fitter_for(
 
 
 def baseline_fitter(lexicons: dict[str, tuple[str, ...]]) -> Fitter:
-    def fit(docs: list[SegmentedDoc], Y: np.ndarray, groups: list[str]) -> Any:
+    def fit(docs: list[SegmentedDoc], Y: np.ndarray, groups: list[str], real: np.ndarray) -> Any:
         return KeywordBaseline(lexicons=lexicons).fit(docs, Y)
 
     return fit

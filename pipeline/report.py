@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from pathlib import Path
 from typing import Any
 
 
@@ -83,6 +84,17 @@ def _charts(ev: dict[str, Any]) -> dict[str, str]:
         ax.set_title("Learning curve")
         out["learning"] = _png(fig)
     return out
+
+
+def write_plots(ev: dict[str, Any], folder: Path) -> list[Path]:
+    """The report's charts as PNG files (logged to MLflow as artefacts)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, uri in _charts(ev).items():
+        path = folder / f"{name}.png"
+        path.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+        paths.append(path)
+    return paths
 
 
 def _fmt(v: float) -> str:

@@ -140,7 +140,15 @@ def run_features(ws: Workspace) -> dict[str, Any]:
     union = head.named_steps["features"]
     X = union.fit_transform(docs, Y)
     summary = vocabulary_summary(union, X, Y, tax.ids)
-    buf = _joblib_bytes({"features": union, "X": X, "Y": Y, "groups": [e.group for e in examples]})
+    buf = _joblib_bytes(
+        {
+            "features": union,
+            "X": X,
+            "Y": Y,
+            "groups": [e.group for e in examples],
+            "real": np.array([e.source != "written" for e in examples]),
+        }
+    )
     atomic_write_bytes(ws.features, buf)
     _dump_json(ws.vocabulary, summary)
     return {
@@ -169,7 +177,7 @@ def run_train(ws: Workspace) -> dict[str, Any]:
     for name, step in steps[1:-1]:  # optional selection between features and classifier
         Xt = step.fit_transform(Xt, Y)
         log.info("fitted %s", name)
-    clf = steps[-1][1].fit(Xt, Y, groups=groups)
+    clf = steps[-1][1].fit(Xt, Y, groups=groups, tune_mask=saved.get("real"))
     from sklearn.pipeline import Pipeline
 
     model = Pipeline(
@@ -215,9 +223,10 @@ def run_evaluate(ws: Workspace, learning_curve: bool = True) -> dict[str, Any]:
     )
     report["seconds"] = round(time.perf_counter() - t0, 1)
     _dump_json(ws.evaluation, report)
-    from pipeline.report import render_report
+    from pipeline.report import render_report, write_plots
 
     atomic_write_text(ws.report, render_report(report, f"gov-topics: {ws.cfg.name}"))
+    write_plots(report, ws.plots)
     return {
         "macro_f1": report["model"]["macro_f1"]["mean"],
         "macro_f1_seed_only": report["model_seed_only"]["macro_f1"]["mean"],
@@ -272,7 +281,12 @@ def run_register(
                 "segmenter": seg_meta["backend"],
                 "description": ws.cfg.description,
             },
-            artifacts={"": ws.evaluation, "report": ws.report, "features": ws.vocabulary},
+            artifacts=[
+                ("", ws.evaluation),
+                ("report", ws.report),
+                ("features", ws.vocabulary),
+                *(("plots", p) for p in sorted(ws.plots.glob("*.png"))),
+            ],
             root=ws.root,
         )
     manifest = {

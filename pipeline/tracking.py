@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ def log_training(
     params: Mapping[str, Any],
     metrics: Mapping[str, float],
     tags: Mapping[str, str],
-    artifacts: Mapping[str, Path],
+    artifacts: Sequence[tuple[str, Path]],
     root: Path = Path("."),
 ) -> str:
     """Log one training as an MLflow run and return its run id.
@@ -86,7 +86,7 @@ def log_training(
             if tags.get("description")
             else [],
         )
-        for dest, path in artifacts.items():
+        for dest, path in artifacts:
             if Path(path).exists():
                 client.log_artifact(run_id, str(path), artifact_path=dest or None)
         client.set_terminated(run_id, "FINISHED")

@@ -99,6 +99,8 @@ class ThemeClassifier(ClassifierMixin, BaseEstimator):
         tune_thresholds: bool = True,
         inner_folds: int = 3,
         default_threshold: float = 0.5,
+        tune_on: str = "real",
+        min_real_positives: int = 3,
         random_state: int = 0,
     ) -> None:
         self.estimator = estimator
@@ -106,13 +108,24 @@ class ThemeClassifier(ClassifierMixin, BaseEstimator):
         self.tune_thresholds = tune_thresholds
         self.inner_folds = inner_folds
         self.default_threshold = default_threshold
+        self.tune_on = tune_on
+        self.min_real_positives = min_real_positives
         self.random_state = random_state
 
     def _ovr(self) -> OneVsRestClassifier:
         base = self.estimator if self.estimator is not None else LogisticRegression(max_iter=2000)
         return OneVsRestClassifier(clone(base))
 
-    def fit(self, X: Any, Y: np.ndarray, groups: Sequence[Any] | None = None) -> ThemeClassifier:
+    def fit(
+        self,
+        X: Any,
+        Y: np.ndarray,
+        groups: Sequence[Any] | None = None,
+        tune_mask: Sequence[bool] | np.ndarray | None = None,
+    ) -> ThemeClassifier:
+        """Fit; ``tune_mask`` marks the real (not written) units, on whose out-of-fold scores the
+        thresholds are tuned when ``tune_on="real"`` and a theme has at least
+        ``min_real_positives`` of them; otherwise every unit is used."""
         Y = np.asarray(Y)
         if Y.ndim != 2 or Y.shape[1] != len(self.themes):
             raise ValueError(
@@ -120,16 +133,22 @@ class ThemeClassifier(ClassifierMixin, BaseEstimator):
             )
         self.ovr_ = _fit_ovr(self._ovr(), X, Y)
         self.classes_ = np.arange(Y.shape[1])
-        if self.tune_thresholds:
-            oof = self._oof_scores(X, Y, groups)
-            self.thresholds_ = np.array(
-                [
-                    best_threshold(Y[:, j], oof[:, j], self.default_threshold)
-                    for j in range(Y.shape[1])
-                ]
-            )
-        else:
+        if not self.tune_thresholds:
             self.thresholds_ = np.full(Y.shape[1], self.default_threshold)
+            return self
+        oof = self._oof_scores(X, Y, groups)
+        mask = np.asarray(tune_mask, dtype=bool) if tune_mask is not None else None
+        thresholds = []
+        for j in range(Y.shape[1]):
+            rows = slice(None)
+            if (
+                self.tune_on == "real"
+                and mask is not None
+                and Y[mask, j].sum() >= self.min_real_positives
+            ):
+                rows = mask  # type: ignore[assignment]
+            thresholds.append(best_threshold(Y[rows, j], oof[rows, j], self.default_threshold))
+        self.thresholds_ = np.array(thresholds)
         return self
 
     def _oof_scores(self, X: Any, Y: np.ndarray, groups: Sequence[Any] | None) -> np.ndarray:
@@ -172,8 +191,11 @@ def _fit_ovr(ovr: OneVsRestClassifier, X: Any, Y: np.ndarray) -> OneVsRestClassi
 
 
 def _proba(ovr: OneVsRestClassifier, X: Any) -> np.ndarray:
-    p = ovr.predict_proba(X)
-    return np.asarray(p, dtype=float)
+    p = np.asarray(ovr.predict_proba(X), dtype=float)
+    if not ovr.multilabel_ and p.shape[1] == 2:
+        # a one-theme taxonomy: OvR saw a binary target and returns both classes' columns
+        return p[:, 1:]
+    return p
 
 
 class KeywordBaseline(ClassifierMixin, BaseEstimator):
@@ -233,6 +255,7 @@ def build_head(
                 tune_thresholds=cfg.thresholds.tune,
                 inner_folds=cfg.thresholds.inner_folds,
                 default_threshold=cfg.thresholds.default,
+                tune_on=cfg.thresholds.tune_on,
                 random_state=cfg.seed,
             ),
         )
@@ -282,10 +305,16 @@ class _MultiLabelChi2(SelectKBest):
         return mask
 
 
-def fit_head(head: Pipeline, docs: Sequence[Any], Y: np.ndarray, groups: Sequence[Any]) -> Pipeline:
-    """Fit a head pipeline, routing ``groups`` to the classifier's threshold tuning."""
+def fit_head(
+    head: Pipeline,
+    docs: Sequence[Any],
+    Y: np.ndarray,
+    groups: Sequence[Any],
+    tune_mask: Sequence[bool] | np.ndarray | None = None,
+) -> Pipeline:
+    """Fit a head pipeline, routing ``groups`` and ``tune_mask`` to the threshold tuning."""
     Xt: Any = docs
     for _name, step in head.steps[:-1]:
         Xt = step.fit_transform(Xt, Y)
-    head.steps[-1][1].fit(Xt, Y, groups=list(groups))
+    head.steps[-1][1].fit(Xt, Y, groups=list(groups), tune_mask=tune_mask)
     return head

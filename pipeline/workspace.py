@@ -72,6 +72,10 @@ class Workspace:
         return self.exp_dir / "report.html"
 
     @property
+    def plots(self) -> Path:
+        return self.exp_dir / "plots"
+
+    @property
     def registered(self) -> Path:
         return self.exp_dir / "registered.json"
 

@@ -311,3 +311,30 @@ def test_training_logs_to_a_real_mlflow_server(trained: Path, tmp_path: Path) ->
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_loading_warns_when_library_versions_differ(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "models"
+    shutil.copytree(trained / "models", copy)
+    man_path = copy / "gov-topics" / "1" / "manifest.json"
+    man = json.loads(man_path.read_text("utf-8"))
+    man["libraries"]["scikit-learn"] = "0.0.1"
+    man_path.write_text(json.dumps(man), "utf-8")
+    with pytest.warns(UserWarning, match=r"trained with scikit-learn 0\.0\.1, installed is"):
+        ModelStore(copy).load(ModelRef("gov-topics", "1"))
+
+
+def test_training_run_logs_report_plots_and_manifest(trained: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    man = ModelStore(trained / "models").manifest("gov-topics", 1)
+    client = MlflowClient(tracking_uri=f"sqlite:///{trained / 'experiments' / 'mlflow.db'}")
+    top = {a.path for a in client.list_artifacts(man["mlflow_run_id"])}
+    assert {"evaluation.json", "manifest.json", "report", "plots", "features"} <= top
+    plots = {a.path for a in client.list_artifacts(man["mlflow_run_id"], "plots")}
+    assert {"plots/f1.png", "plots/pr.png", "plots/errors.png", "plots/learning.png"} <= plots
+    run = client.get_run(man["mlflow_run_id"])
+    assert run.data.params["features.lexicon.enabled"] == "True"
+    assert "safety.f1" in run.data.metrics

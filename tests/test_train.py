@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.train import ThemeClassifier, best_threshold
+
+
+def test_best_threshold_cuts_between_scores_to_maximise_f1() -> None:
+    y = np.array([1, 1, 0, 1, 0, 0])
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.3, 0.1])
+    t = best_threshold(y, s)
+    assert 0.3 < t < 0.6  # keeps all three positives, admits one false positive: F1 0.857
+    assert ((s >= t) == np.array([1, 1, 1, 1, 0, 0], bool)).all()
+
+
+def test_best_threshold_with_no_positive_predicts_nothing() -> None:
+    s = np.array([0.2, 0.4])
+    assert best_threshold(np.array([0, 0]), s) > s.max()
+
+
+def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real rows are harder (weaker signal) than written rows, as in our corpus."""
+    rng = np.random.default_rng(seed)
+    n_written, n_real = 300, 60
+    y = rng.integers(0, 2, n_written + n_real)
+    signal = np.r_[np.full(n_written, 3.0), np.full(n_real, 0.8)]
+    X = np.c_[y * signal + rng.normal(0, 1, len(y)), rng.normal(0, 1, len(y))]
+    real = np.r_[np.zeros(n_written, bool), np.ones(n_real, bool)]
+    return X, y.reshape(-1, 1), real
+
+
+@pytest.mark.parametrize("tune_on", ["real", "all"])
+def test_thresholds_follow_the_tune_on_setting(tune_on: str) -> None:
+    X, Y, real = _data()
+    clf = ThemeClassifier(themes=("t",), tune_on=tune_on, random_state=0)
+    with_mask = clf.fit(X, Y, tune_mask=real).thresholds_[0]
+    without = (
+        ThemeClassifier(themes=("t",), tune_on=tune_on, random_state=0).fit(X, Y).thresholds_[0]
+    )
+    if tune_on == "all":
+        assert with_mask == without  # the mask is ignored
+    else:
+        assert with_mask < without  # real rows score lower: their best cut-off is lower
+
+
+def test_too_few_real_positives_fall_back_to_all_units() -> None:
+    X, Y, real = _data()
+    mask = real & (Y[:, 0] == 0)  # real rows, but none positive
+    a = ThemeClassifier(themes=("t",), random_state=0).fit(X, Y, tune_mask=mask).thresholds_[0]
+    b = ThemeClassifier(themes=("t",), random_state=0).fit(X, Y).thresholds_[0]
+    assert a == b
