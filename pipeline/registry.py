@@ -34,8 +34,9 @@ DEFAULT_NAME = "gov-topics"
 ARTEFACT = "model.joblib"
 SKOPS_ARTEFACT = "model.skops"
 FORMATS = ("joblib", "skops")
-# skops loads only types it is told to trust: our own package's classes and plain containers
-SKOPS_TRUSTED_PREFIXES = ("pipeline.",)
+# skops loads only types it is told to trust: our own package's classes, scikit-learn's own
+# callables (such as the chi2 score function) and plain containers
+SKOPS_TRUSTED_PREFIXES = ("pipeline.", "sklearn.")
 SKOPS_TRUSTED_TYPES = ("builtins.frozenset",)
 MANIFEST = "manifest.json"
 ALIASES = ("production", "staging")

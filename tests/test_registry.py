@@ -338,3 +338,16 @@ def test_training_run_logs_report_plots_and_manifest(trained: Path) -> None:
     run = client.get_run(man["mlflow_run_id"])
     assert run.data.params["features.lexicon.enabled"] == "True"
     assert "safety.f1" in run.data.metrics
+
+
+def test_skops_allow_list_accepts_our_and_scikit_learn_callables() -> None:
+    from pipeline.registry import skops_allowed
+
+    types = [
+        "pipeline.segment.Segmenter",
+        "sklearn.feature_selection._univariate_selection.chi2",
+        "builtins.frozenset",
+    ]
+    assert skops_allowed(types, "m") == types
+    with pytest.raises(ModelError, match=r"\['os.system'\]"):
+        skops_allowed([*types, "os.system"], "m")
