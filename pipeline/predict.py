@@ -35,6 +35,8 @@ def _linear_coef(estimator: Any) -> np.ndarray | None:
     """Coefficients of a linear binary classifier (averaged over calibration folds)."""
     if hasattr(estimator, "coef_"):
         return np.asarray(estimator.coef_).ravel()
+    if hasattr(estimator, "model_"):  # CalibratedSVC
+        return _linear_coef(estimator.model_)
     cals = getattr(estimator, "calibrated_classifiers_", None)
     if cals:
         coefs = [_linear_coef(c.estimator) for c in cals]

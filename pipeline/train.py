@@ -39,9 +39,8 @@ def build_estimator(cfg: ClassifierConfig, seed: int) -> BaseEstimator:
             return LogisticRegression(random_state=seed, **params)
         if cfg.kind == "linear_svc":
             method = params.pop("calibration", "sigmoid")
-            return CalibratedClassifierCV(
-                LinearSVC(random_state=seed, **params), method=method, cv=3
-            )
+            LinearSVC(**params)  # reject unknown parameters now, with the config's name
+            return CalibratedSVC(svc_params=params, method=method, random_state=seed)
         if cfg.kind == "complement_nb":
             return ComplementNB(**params)
         if cfg.kind == "sgd":
@@ -53,6 +52,46 @@ def build_estimator(cfg: ClassifierConfig, seed: int) -> BaseEstimator:
             "check the parameter names in scikit-learn's documentation",
         ) from exc
     raise ConfigError(f"unknown classifier kind {cfg.kind!r}")
+
+
+class CalibratedSVC(ClassifierMixin, BaseEstimator):
+    """A linear SVM with calibrated probabilities that survives thin themes.
+
+    Calibrates with ``min(cv, positives, negatives)`` folds; a theme with fewer than 2 positive
+    (or negative) units falls back to a balanced logistic regression, which needs no calibration.
+    """
+
+    def __init__(
+        self,
+        *,
+        svc_params: dict[str, Any] | None = None,
+        method: str = "sigmoid",
+        cv: int = 3,
+        random_state: int = 0,
+    ) -> None:
+        self.svc_params = svc_params
+        self.method = method
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> CalibratedSVC:
+        y = np.asarray(y)
+        self.classes_ = np.unique(y)
+        k = min(self.cv, int(np.bincount(y.astype(int)).min())) if len(self.classes_) == 2 else 0
+        if k >= 2:
+            svc = LinearSVC(random_state=self.random_state, **(self.svc_params or {}))
+            self.model_ = CalibratedClassifierCV(svc, method=self.method, cv=k).fit(X, y)
+        else:
+            self.model_ = LogisticRegression(
+                class_weight="balanced", max_iter=2000, solver="liblinear"
+            ).fit(X, y)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.model_.predict_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.model_.predict(X))
 
 
 def best_threshold(y: np.ndarray, scores: np.ndarray, default: float = 0.5) -> float:

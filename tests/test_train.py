@@ -50,3 +50,17 @@ def test_too_few_real_positives_fall_back_to_all_units() -> None:
     a = ThemeClassifier(themes=("t",), random_state=0).fit(X, Y, tune_mask=mask).thresholds_[0]
     b = ThemeClassifier(themes=("t",), random_state=0).fit(X, Y).thresholds_[0]
     assert a == b
+
+
+def test_calibrated_svc_survives_a_theme_with_two_positives() -> None:
+    from pipeline.train import CalibratedSVC
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (40, 3))
+    y = np.zeros(40, int)
+    y[:2] = 1  # too few positives for 3-fold calibration
+    X[:2] += 3
+    p = CalibratedSVC().fit(X, y).predict_proba(X)
+    assert p.shape == (40, 2) and p[:2, 1].mean() > p[2:, 1].mean()
+    y[1] = 0  # one positive: falls back to logistic regression
+    assert CalibratedSVC().fit(X, y).predict_proba(X).shape == (40, 2)
