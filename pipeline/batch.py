@@ -10,6 +10,7 @@ looks complete.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -24,46 +25,30 @@ from typing import Any, TextIO
 
 from pipeline.documents import Document, Item
 
-BATCH = 64
+BATCH_DOCS = 512  # a batch closes at this many documents ...
+BATCH_CHARS = 1_000_000  # ... or characters: big enough to amortise per-call overhead, small
+# enough that the few batches in flight keep memory flat
 
 
-class RecordWriter:
-    """Writes prediction records as JSONL or CSV to a file (atomically) or to stdout."""
+@dataclass(frozen=True)
+class Renderer:
+    """Turns a prediction record into one line of JSONL or one CSV row (one score column per
+    theme). Worker processes render their own records, so the main process only writes."""
 
-    def __init__(self, out: str | None, fmt: str, themes: Sequence[str]) -> None:
-        self.fmt = fmt
-        self.themes = list(themes)
-        self.out = Path(out) if out else None
-        self._tmp: str | None = None
-        if self.out is not None:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(
-                prefix=f".{self.out.name}.", suffix=".partial", dir=self.out.parent
-            )
-            self.fh: TextIO = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        else:
-            self.fh = sys.stdout
-        self._csv: Any = None
-        if fmt == "csv":
-            self._csv = csv.writer(self.fh)
-            self._csv.writerow(
-                [
-                    "id",
-                    "source",
-                    "themes",
-                    *[f"score_{t}" for t in self.themes],
-                    "evidence",
-                    "model",
-                    "error",
-                ]
-            )
+    fmt: str
+    themes: tuple[str, ...]
 
-    def write(self, rec: dict[str, Any]) -> None:
-        if self._csv is None:
-            self.fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            return
+    def header(self) -> str:
+        if self.fmt != "csv":
+            return ""
+        cols = ["id", "source", "themes", *[f"score_{t}" for t in self.themes]]
+        return self._row([*cols, "evidence", "model", "error"])
+
+    def render(self, rec: dict[str, Any]) -> str:
+        if self.fmt != "csv":
+            return json.dumps(rec, ensure_ascii=False) + "\n"
         scores = rec.get("scores", {})
-        self._csv.writerow(
+        return self._row(
             [
                 rec.get("id", ""),
                 rec.get("source", ""),
@@ -74,6 +59,36 @@ class RecordWriter:
                 rec.get("error", ""),
             ]
         )
+
+    @staticmethod
+    def _row(values: list[Any]) -> str:
+        buf = io.StringIO()
+        csv.writer(buf).writerow(values)
+        return buf.getvalue()
+
+
+class RecordWriter:
+    """Writes prediction records as JSONL or CSV to a file (atomically) or to stdout."""
+
+    def __init__(self, out: str | None, fmt: str, themes: Sequence[str]) -> None:
+        self.renderer = Renderer(fmt, tuple(themes))
+        self.out = Path(out) if out else None
+        self._tmp: str | None = None
+        if self.out is not None:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(
+                prefix=f".{self.out.name}.", suffix=".partial", dir=self.out.parent
+            )
+            self.fh: TextIO = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        else:
+            self.fh = sys.stdout
+        self.fh.write(self.renderer.header())
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self.fh.write(self.renderer.render(rec))
+
+    def write_rendered(self, line: str) -> None:
+        self.fh.write(line)
 
     def commit(self) -> None:
         """Finish: flush, and rename the temporary file into place."""
@@ -107,23 +122,48 @@ _WORKER: dict[str, Any] = {}  # one predictor per worker process, set by the ini
 
 
 def _init_worker(model_path: str, fmt: str, name: str) -> None:
+    if "p" in _WORKER:  # forked from the parent, which already holds the loaded model
+        return
     from pipeline.predict import Predictor
     from pipeline.registry import _load_artefact
 
     _WORKER["p"] = Predictor(_load_artefact(Path(model_path), fmt), name=name)
 
 
-def _predict_in_worker(texts: list[str], paragraphs: bool) -> list[dict[str, Any]]:
-    return list(_WORKER["p"].predict(texts, paragraphs=paragraphs))
+Scored = tuple[list[str], str]  # a document's themes and its rendered record
 
 
-def _batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+def _score(
+    predictor: Any, renderer: Renderer, docs: list[tuple[str, str, str]], paragraphs: bool
+) -> list[Scored]:
+    """Predict (id, source, text) documents and render their records, in order."""
+    if not docs:
+        return []
+    results = predictor.predict([t for _, _, t in docs], paragraphs=paragraphs)
+    out = []
+    for (doc_id, source, _), res in zip(docs, results, strict=True):
+        out.append((res["themes"], renderer.render({"id": doc_id, "source": source, **res})))
+    return out
+
+
+def _score_in_worker(
+    renderer: Renderer, docs: list[tuple[str, str, str]], paragraphs: bool
+) -> list[Scored]:
+    return _score(_WORKER["p"], renderer, docs, paragraphs)
+
+
+def _batches(
+    items: Iterable[Item], docs: int = BATCH_DOCS, chars: int = BATCH_CHARS
+) -> Iterator[list[Item]]:
     batch: list[Item] = []
+    size = 0
     for item in items:
         batch.append(item)
-        if len(batch) >= size:
+        size += len(item.text) if isinstance(item, Document) else 0
+        if len(batch) >= docs or size >= chars:
             yield batch
             batch = []
+            size = 0
     if batch:
         yield batch
 
@@ -147,48 +187,63 @@ def run_batch(
     """
     summary = Summary()
     t0 = time.perf_counter()
+    renderer = writer.renderer
 
-    def emit(batch: list[Item], results: list[dict[str, Any]]) -> None:
+    def emit(batch: list[Item], results: list[Scored]) -> None:
         it = iter(results)
         for item in batch:
             if isinstance(item, Document):
-                rec = {"id": item.id, "source": item.source, **next(it)}
+                themes, line = next(it)
                 summary.documents += 1
                 summary.chars += len(item.text)
-                summary.themes.update(rec["themes"])
+                summary.themes.update(themes)
+                writer.write_rendered(line)
             else:
-                rec = {"id": item.id, "source": item.source, "error": item.error}
                 summary.errors += 1
                 if on_error is not None:
                     on_error(item)
-            writer.write(rec)
+                writer.write({"id": item.id, "source": item.source, "error": item.error})
             if progress is not None:
                 progress.update(1)
 
-    def texts(batch: list[Item]) -> list[str]:
-        return [d.text for d in batch if isinstance(d, Document)]
+    def docs(batch: list[Item]) -> list[tuple[str, str, str]]:
+        return [(d.id, d.source, d.text) for d in batch if isinstance(d, Document)]
 
     if jobs <= 1 or model_file is None:
-        for batch in _batches(items, BATCH):
-            t = texts(batch)
-            emit(batch, predictor.predict(t, paragraphs=paragraphs) if t else [])
+        for batch in _batches(items):
+            emit(batch, _score(predictor, renderer, docs(batch), paragraphs))
     else:
+        import gc
+
         from pipeline.segment import pool_context
 
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=pool_context(),
-            initializer=_init_worker,
-            initargs=(*model_file, predictor.name),
-        ) as pool:
-            pending: deque[tuple[list[Item], Future[list[dict[str, Any]]]]] = deque()
-            for batch in _batches(items, BATCH):
-                pending.append((batch, pool.submit(_predict_in_worker, texts(batch), paragraphs)))
-                while len(pending) > 2 * jobs:  # bounded: memory stays flat
+        ctx = pool_context()
+        if ctx.get_start_method() == "fork":
+            # Workers inherit the loaded model instead of loading their own copy, and share its
+            # memory pages with this process; freezing the collector keeps it from touching
+            # (and so copying) those pages.
+            predictor.warm()
+            _WORKER["p"] = predictor
+            gc.freeze()
+        try:
+            with ProcessPoolExecutor(
+                max_workers=jobs,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(*model_file, predictor.name),
+            ) as pool:
+                pending: deque[tuple[list[Item], Future[list[Scored]]]] = deque()
+                for batch in _batches(items):
+                    fut = pool.submit(_score_in_worker, renderer, docs(batch), paragraphs)
+                    pending.append((batch, fut))
+                    while len(pending) > 2 * jobs:  # bounded: memory stays flat
+                        b, f = pending.popleft()
+                        emit(b, f.result())
+                while pending:
                     b, f = pending.popleft()
                     emit(b, f.result())
-            while pending:
-                b, f = pending.popleft()
-                emit(b, f.result())
+        finally:
+            _WORKER.pop("p", None)
+            gc.unfreeze()
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -432,9 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     sp.add_argument(
         "--format",
-        choices=("joblib", "skops"),
-        default="joblib",
-        help="artefact format: joblib (pickle) or skops (safe loading, allow-listed types)",
+        choices=("pickle", "joblib", "skops"),
+        default="pickle",
+        help="artefact format: pickle (fastest to load), joblib, or skops (safe loading: "
+        "allow-listed types only)",
     )
 
     lp = sub.add_parser("labels", help="check the gold labels")
@@ -522,5 +524,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def run() -> int:
+    """The ``topics`` console command.
+
+    Two start-up costs of ``topics predict`` are cut here, in the command's own process, never in
+    :func:`main`, which other programs call. scikit-learn imports pandas whenever it is installed
+    (MLflow installs it), about 0.4 s and 60 MB in every process; nothing on the predict path
+    uses pandas, so for ``predict`` it is marked unavailable before anything imports it. And the
+    process exits without tearing down the interpreter once everything is written.
+    """
+    predict = sys.argv[1:2] == ["predict"]
+    if predict and "pandas" not in sys.modules:
+        sys.modules["pandas"] = None  # type: ignore[assignment]
+    code = main()
+    if predict:
+        # Everything is written (an output file is synced and renamed before main returns):
+        # skip tearing down a model's worth of objects, a quarter of a second on a small input.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            pass
+        os._exit(code)
+    return code
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(run())

@@ -7,15 +7,21 @@ Every document becomes a :class:`Document` or, when it cannot be read, decoded o
 
 from __future__ import annotations
 
+import codecs
+import io
+import itertools
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pipeline.errors import DataError, UsageError
-from pipeline.textio import decode_bytes
+from pipeline.textio import decode_bytes, sniff_encoding
+
+_HEAD = 1 << 16  # bytes sniffed to choose a streamed file's encoding
 
 TEXT_SUFFIXES = {".txt", ".md"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -66,9 +72,46 @@ def _walk(path: Path, errors: list[DocumentError]) -> Iterator[Path]:
                 yield p
 
 
-def read_jsonl(data: bytes, source: str, text_field: str, id_field: str) -> Iterator[Item]:
-    text = decode_bytes(data, source)
-    for lineno, line in enumerate(text.splitlines(), 1):
+def _peek(fh: BinaryIO) -> bytes:
+    """The first bytes of a stream, without consuming them."""
+    return fh.peek(_HEAD)[:_HEAD] if isinstance(fh, io.BufferedReader) else b""
+
+
+def _decode_lines(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, str | DocumentError]]:
+    """Numbered lines decoded one at a time: UTF-8 (a BOM on the first line is dropped), else
+    GB18030, else an error record for that line alone. UTF-8 is tried first on every line because
+    it almost never decodes text in another encoding by accident."""
+    for lineno, raw in enumerate(lines, 1):
+        if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            try:
+                yield lineno, raw.decode("gb18030")
+            except UnicodeDecodeError as exc:
+                where = f"{source}:{lineno}"
+                msg = f"cannot decode as UTF-8 or GB18030 (bad byte at column {exc.start + 1})"
+                yield lineno, DocumentError(where, where, f"{msg}; convert the file to UTF-8")
+
+
+def _utf16_lines(fh: BinaryIO, enc: str, source: str) -> Iterator[tuple[int, str | DocumentError]]:
+    lineno = 0
+    try:
+        for lineno, line in enumerate(io.TextIOWrapper(fh, encoding=enc), 1):
+            yield lineno, line
+    except UnicodeDecodeError:
+        where = f"{source}:{lineno + 1}"
+        yield lineno + 1, DocumentError(where, where, f"invalid {enc.upper()} text from here on")
+
+
+def _jsonl_items(
+    numbered: Iterable[tuple[int, str | DocumentError]], source: str, text_field: str, id_field: str
+) -> Iterator[Item]:
+    for lineno, line in numbered:
+        if isinstance(line, DocumentError):
+            yield line
+            continue
         if not line.strip():
             continue
         where = f"{source}:{lineno}"
@@ -88,21 +131,32 @@ def read_jsonl(data: bytes, source: str, text_field: str, id_field: str) -> Iter
         yield Document(doc_id, where, value)
 
 
-def read_csv(data: bytes, source: str, text_field: str, id_field: str) -> Iterator[Item]:
-    """Rows of a CSV file (header row; quoted fields may span lines). ``source`` gets the row."""
-    import csv
-    import io
+def read_jsonl(fh: BinaryIO, source: str, text_field: str, id_field: str) -> Iterator[Item]:
+    """Documents of a JSONL stream, one per line, read and decoded a line at a time so that a file
+    of any size streams (UTF-16, recognised from the first 64 KB, is decoded as a stream)."""
+    enc = sniff_encoding(_peek(fh))
+    numbered = (
+        _utf16_lines(fh, enc, source) if enc.startswith("utf-16") else _decode_lines(fh, source)
+    )
+    yield from _jsonl_items(numbered, source, text_field, id_field)
 
-    text = decode_bytes(data, source)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None or text_field not in reader.fieldnames:
-        cols = ", ".join(reader.fieldnames or []) or "none"
-        yield DocumentError(
-            source, source, f"no column {text_field!r} (columns: {cols}); use --text-field"
-        )
-        return
+
+def read_csv(fh: BinaryIO, source: str, text_field: str, id_field: str) -> Iterator[Item]:
+    """Rows of a CSV stream (header row; quoted fields may span lines), read row by row.
+    ``source`` gets the row."""
+    import csv
+
+    enc = sniff_encoding(_peek(fh))
+    text = io.TextIOWrapper(fh, encoding=enc, newline="")
     row = 0
     try:
+        reader = csv.DictReader(text)
+        if reader.fieldnames is None or text_field not in reader.fieldnames:
+            cols = ", ".join(reader.fieldnames or []) or "none"
+            yield DocumentError(
+                source, source, f"no column {text_field!r} (columns: {cols}); use --text-field"
+            )
+            return
         for row, rec in enumerate(reader, 1):
             where = f"{source}:row {row}"
             value = rec.get(text_field)
@@ -113,6 +167,14 @@ def read_csv(data: bytes, source: str, text_field: str, id_field: str) -> Iterat
             yield Document(doc_id, where, value)
     except csv.Error as exc:
         yield DocumentError(source, f"{source}:row {row + 1}", f"CSV error: {exc}")
+    except UnicodeDecodeError:
+        yield DocumentError(
+            source,
+            f"{source}:row {row + 1}",
+            f"cannot decode as {enc.upper()} from here on; convert the file to UTF-8",
+        )
+    finally:
+        text.detach()
 
 
 def read_docx(data: bytes, source: str) -> Item:
@@ -161,20 +223,21 @@ def read_html(data: bytes, source: str) -> Item:
 
 
 def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator[Item]:
-    """The documents of one file."""
+    """The documents of one file. JSONL and CSV files stream: memory does not grow with them."""
     source = str(path)
+    suffix = path.suffix.lower()
     try:
+        if suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES:
+            with path.open("rb", buffering=_HEAD) as fh:
+                read = read_jsonl if suffix in JSONL_SUFFIXES else read_csv
+                yield from read(fh, source, text_field, id_field)
+            return
         data = path.read_bytes()
     except OSError as exc:
         yield DocumentError(source, source, f"cannot read: {exc.strerror}")
         return
     try:
-        suffix = path.suffix.lower()
-        if suffix in JSONL_SUFFIXES:
-            yield from read_jsonl(data, source, text_field, id_field)
-        elif suffix in CSV_SUFFIXES:
-            yield from read_csv(data, source, text_field, id_field)
-        elif suffix in DOCX_SUFFIXES:
+        if suffix in DOCX_SUFFIXES:
             yield read_docx(data, source)
         elif suffix in HTML_SUFFIXES:
             yield read_html(data, source)
@@ -182,6 +245,38 @@ def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Ite
             yield Document(source, source, decode_bytes(data, source))
     except DataError as exc:
         yield DocumentError(source, source, exc.message)
+
+
+def read_stdin(stream: BinaryIO, text_field: str, id_field: str) -> Iterator[Item]:
+    """Standard input: JSONL (streamed) when its first non-blank line opens an object, else one
+    text document."""
+    src = "<stdin>"
+    enc = sniff_encoding(_peek(stream))
+    if enc.startswith("utf-16"):  # rare on a pipe: read it whole
+        try:
+            text = decode_bytes(stream.read(), src)
+        except DataError as exc:
+            yield DocumentError(src, src, exc.message)
+            return
+        if text.lstrip().startswith("{"):
+            yield from _jsonl_items(enumerate(text.splitlines(), 1), src, text_field, id_field)
+        else:
+            yield Document(src, src, text)
+        return
+    lead: list[bytes] = []
+    while True:  # the blank lines before the first line with text
+        line = stream.readline()
+        lead.append(line)
+        if not line or line.strip():
+            break
+    if line.strip().lstrip(codecs.BOM_UTF8).startswith(b"{"):
+        lines = itertools.chain(lead, stream)
+        yield from _jsonl_items(_decode_lines(lines, src), src, text_field, id_field)
+        return
+    try:
+        yield Document(src, src, decode_bytes(b"".join(lead) + stream.read(), src))
+    except DataError as exc:
+        yield DocumentError(src, src, exc.message)
 
 
 def iter_documents(
@@ -199,12 +294,7 @@ def iter_documents(
             raise UsageError(f"{raw}: no such file or folder", "check the path")
     for raw in paths:
         if raw == "-":
-            data = sys.stdin.buffer.read()
-            first = data.lstrip()[:1]
-            if first == b"{":
-                yield from read_jsonl(data, "<stdin>", text_field, id_field)
-            else:
-                yield Document("<stdin>", "<stdin>", decode_bytes(data, "<stdin>"))
+            yield from read_stdin(sys.stdin.buffer, text_field, id_field)
             continue
         path = Path(raw)
         if path.is_dir():

@@ -8,6 +8,8 @@ segmentation. All callables are module-level functions, so fitted models pickle.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -21,13 +23,39 @@ from pipeline.segment import SegmentedDoc
 
 
 def doc_tokens(doc: SegmentedDoc) -> str:
-    """Preprocessor of the word branch: the doc's tokens joined by spaces."""
+    """Preprocessor of the word branch in models trained before :class:`TokenNgrams` (kept so
+    that they still load)."""
     return " ".join(doc.tokens)
 
 
 def split_spaces(text: str) -> list[str]:
-    """Tokenizer of the word branch: the segmenter already split the words."""
+    """Tokenizer of the word branch in models trained before :class:`TokenNgrams`."""
     return text.split(" ")
+
+
+@dataclass(frozen=True)
+class TokenNgrams:
+    """Analyzer of the word branch: a doc's tokens and their word n-grams ("a b").
+
+    The segmenter already split the words, so the vectorizer gets them directly, without
+    joining and re-splitting a string; the features are those of ``ngram_range`` in a word
+    analyzer.
+
+    Examples
+    --------
+    >>> TokenNgrams((1, 2))(SegmentedDoc("", ("安全", "生产", "检查")))
+    ['安全', '生产', '检查', '安全 生产', '生产 检查']
+    """
+
+    ngram_range: tuple[int, int] = (1, 1)
+
+    def __call__(self, doc: SegmentedDoc) -> list[str]:
+        toks = doc.tokens
+        lo, hi = self.ngram_range
+        out = list(toks) if lo <= 1 else []
+        for n in range(max(lo, 2), hi + 1):
+            out += map(" ".join, zip(*(toks[i:] for i in range(n)), strict=False))
+        return out
 
 
 def doc_text(doc: SegmentedDoc) -> str:
@@ -35,12 +63,48 @@ def doc_text(doc: SegmentedDoc) -> str:
     return doc.text.replace(" ", "")
 
 
+class FastTfidfVectorizer(TfidfVectorizer):
+    """scikit-learn's :class:`~sklearn.feature_extraction.text.TfidfVectorizer`, with a faster
+    count of known terms when transforming.
+
+    Fitting is scikit-learn's own. Transforming counts a fitted vocabulary's terms with C-level
+    ``map`` and numpy/scipy array operations instead of a Python loop over every term,
+    about three times faster; the matrix is identical (tested against the parent class), and
+    that count was the largest cost of prediction after segmentation.
+    """
+
+    def _count_vocab(self, raw_documents: Any, fixed_vocab: bool) -> tuple[Any, Any]:
+        if not fixed_vocab:
+            return super()._count_vocab(raw_documents, fixed_vocab)
+        vocabulary = self.vocabulary_
+        known = vocabulary.get
+        analyze = self.build_analyzer()
+        ids: list[int] = []  # every term's column, -1 when it is not in the vocabulary
+        ends = [0]
+        for doc in raw_documents:
+            ids.extend(map(known, analyze(doc), repeat(-1)))
+            ends.append(len(ids))
+        cols = np.asarray(ids, dtype=np.int64)
+        kept = cols >= 0
+        indptr = np.concatenate(([0], np.cumsum(kept)))[np.asarray(ends)]
+        idx_dtype = np.int64 if indptr[-1] > np.iinfo(np.int32).max else np.int32
+        X = sp.csr_matrix(
+            (
+                np.ones(int(indptr[-1]), dtype=self.dtype),
+                cols[kept].astype(idx_dtype),
+                indptr.astype(idx_dtype),
+            ),
+            shape=(len(ends) - 1, len(vocabulary)),
+        )
+        X.sum_duplicates()  # counts repeated terms and sorts each row's indices
+        return vocabulary, X
+
+
 class LexiconCounter(TransformerMixin, BaseEstimator):
     """Per theme, how many distinct terms of its lexicon a text contains (scaled).
 
     The lexicon carries knowledge a few hundred labelled paragraphs cannot teach. Terms are
-    matched against the segmenter's tokens (the user dictionary keeps them whole) and, for terms
-    the segmenter splits, against the text.
+    matched against the segmenter's tokens (the user dictionary keeps them whole).
 
     Parameters
     ----------
@@ -68,16 +132,33 @@ class LexiconCounter(TransformerMixin, BaseEstimator):
         self.terms_ = [frozenset(lex[t]) for t in self.themes_]
         return self
 
+    def _index(self) -> dict[str, tuple[int, ...]]:
+        """Term -> the themes whose lexicon has it (built once per instance)."""
+        index = self.__dict__.get("_term_index")
+        if index is None:
+            acc: dict[str, list[int]] = {}
+            for j, terms in enumerate(self.terms_):
+                for term in terms:
+                    acc.setdefault(term, []).append(j)
+            index = self._term_index = {t: tuple(js) for t, js in acc.items()}
+        return index
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_term_index", None)
+        return state
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.array([f"lexicon:{t}" for t in self.themes_], dtype=object)
 
     def counts(self, docs: Sequence[SegmentedDoc]) -> np.ndarray:
         """Raw per-theme counts of distinct lexicon terms."""
         out = np.zeros((len(docs), len(self.themes_)), dtype=np.float64)
+        index = self._index()
         for i, doc in enumerate(docs):
-            toks = set(doc.tokens)
-            for j, terms in enumerate(self.terms_):
-                out[i, j] = len(terms & toks)
+            for term in index.keys() & doc.tokens:
+                for j in index[term]:
+                    out[i, j] += 1
         return out
 
     def matched_terms(self, doc: SegmentedDoc) -> dict[str, list[str]]:
@@ -100,12 +181,9 @@ def build_features(cfg: FeaturesConfig, lexicons: Mapping[str, Sequence[str]]) -
         parts.append(
             (
                 "word",
-                TfidfVectorizer(
-                    preprocessor=doc_tokens,
-                    tokenizer=split_spaces,
-                    token_pattern=None,
+                FastTfidfVectorizer(
+                    analyzer=TokenNgrams(tuple(cfg.word.ngram_range)),  # type: ignore[arg-type]
                     lowercase=False,
-                    ngram_range=tuple(cfg.word.ngram_range),
                     min_df=cfg.word.min_df,
                     max_df=cfg.word.max_df,
                     sublinear_tf=cfg.word.sublinear_tf,
@@ -118,7 +196,7 @@ def build_features(cfg: FeaturesConfig, lexicons: Mapping[str, Sequence[str]]) -
         parts.append(
             (
                 "char",
-                TfidfVectorizer(
+                FastTfidfVectorizer(
                     analyzer="char",
                     preprocessor=doc_text,
                     lowercase=False,

@@ -241,7 +241,9 @@ def split_long(text: str, max_chars: int = MAX_CHARS) -> list[str]:
     return chunks
 
 
-def ingest_text(doc: str, text: str, result: IngestResult | None = None) -> IngestResult:
+def ingest_text(
+    doc: str, text: str, result: IngestResult | None = None, *, near_duplicates: bool = True
+) -> IngestResult:
     """Clean one decoded document into units.
 
     Parameters
@@ -252,6 +254,11 @@ def ingest_text(doc: str, text: str, result: IngestResult | None = None) -> Inge
         The document's decoded text.
     result : IngestResult, optional
         Accumulate into this result (used to process a corpus).
+    near_duplicates : bool
+        Drop paragraphs whose 5-character shingles are mostly in an earlier paragraph (exact
+        repeats are always dropped). Prediction turns this off: a near-repeat cannot change a
+        document's themes, which come from its best-scoring paragraph, and the check costs a
+        sixth of prediction time.
 
     Examples
     --------
@@ -292,12 +299,13 @@ def ingest_text(doc: str, text: str, result: IngestResult | None = None) -> Inge
         if text_ in seen_exact:
             result.dropped.append(Dropped(doc, block.line, "duplicate", text_))
             continue
-        shingles = _shingles(text_)
-        if any(len(shingles & s) / len(shingles) >= NEAR_DUP_THRESHOLD for s in seen_shingles):
-            result.dropped.append(Dropped(doc, block.line, "near_duplicate", text_))
-            continue
+        if near_duplicates:
+            shingles = _shingles(text_)
+            if any(len(shingles & s) / len(shingles) >= NEAR_DUP_THRESHOLD for s in seen_shingles):
+                result.dropped.append(Dropped(doc, block.line, "near_duplicate", text_))
+                continue
+            seen_shingles.append(shingles)
         seen_exact.add(text_)
-        seen_shingles.append(shingles)
         started = True
         last_was_heading = False
         paragraph += 1

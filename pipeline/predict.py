@@ -23,8 +23,9 @@ def split_paragraphs(text: str) -> list[str]:
     """The paragraphs of a document after the same cleaning ingest applies.
 
     A text that cleaning would drop entirely (a bare headline, a caption) is scored as it is.
+    Exact repeats are dropped; near-repeats are kept (they cannot change the document's themes).
     """
-    units = ingest_text("doc", text).units
+    units = ingest_text("doc", text, near_duplicates=False).units
     if units:
         return [u.text for u in units]
     norm = normalize_text(text).replace("\n", " ")
@@ -70,9 +71,31 @@ class Predictor:
         self._segment = self.model.named_steps["segment"]
         self._head = self.model[1:]
 
+    def warm(self) -> Predictor:
+        """Build everything built lazily (the tokenizer, the evidence tables), so that worker
+        processes forked afterwards share it instead of building their own."""
+        self._segment._tokenizer()
+        self._evidence_tables()
+        return self
+
     def _evidence_tables(self) -> tuple[np.ndarray | None, np.ndarray]:
+        """Per-theme coefficients and, per feature column, its term ("" for lexicon columns,
+        which are not words to show). Built from the vectorizers' vocabularies directly: sklearn's
+        ``get_feature_names_out`` sorts and prefixes every name, a tenth of a second on start."""
         if self._names is None:
-            names = self.model.named_steps["features"].get_feature_names_out()
+            parts = []
+            for _, step in self.model.named_steps["features"].transformer_list:
+                vocab = getattr(step, "vocabulary_", None)
+                if vocab is not None:
+                    terms = np.empty(len(vocab), dtype=object)
+                    terms[np.fromiter(vocab.values(), dtype=np.intp, count=len(vocab))] = list(
+                        vocab
+                    )
+                else:
+                    n = len(step.get_feature_names_out())
+                    terms = np.full(n, "", dtype=object)
+                parts.append(terms)
+            names = np.concatenate(parts) if parts else np.empty(0, dtype=object)
             sel = self.model.named_steps.get("select")
             if sel is not None:
                 names = names[sel.get_support()]
@@ -93,36 +116,50 @@ class Predictor:
             Xt = Xt.tocsr()
         return docs, proba, Xt
 
-    def evidence(self, X: Any, row: int, theme: int, text: str) -> dict[str, Any]:
-        """The terms that pushed a paragraph towards a theme and the sentence that carries them."""
+    def evidence_terms(self, X: Any, rows: Sequence[int], themes: Sequence[int]) -> list[list[str]]:
+        """For each (row of ``X``, theme) pair, the terms that pushed that paragraph towards that
+        theme, strongest first: the positive products of TF-IDF weight and coefficient, without
+        lexicon columns, one-character terms and terms inside a stronger one.
+
+        All pairs of a batch are scored together in a few array operations; only walking each
+        pair's few best candidates is done in Python.
+        """
         coef, names = self._evidence_tables()
-        terms: list[str] = []
-        if coef is not None:
-            if hasattr(X, "indptr"):  # CSR: read the row's slice directly (scipy's X[row] is slow)
-                lo, hi = X.indptr[row], X.indptr[row + 1]
-                idx, vals = X.indices[lo:hi], X.data[lo:hi]
-            else:
-                dense = np.asarray(X[row]).ravel()
-                idx = np.nonzero(dense)[0]
-                vals = dense[idx]
-            contrib = vals * coef[theme, idx]
-            for k in np.argsort(-contrib):
-                if contrib[k] <= 0 or len(terms) >= self.top_terms:
+        if coef is None or not len(rows):
+            return [[] for _ in rows]
+        import scipy.sparse as sp
+
+        sub = sp.csr_matrix(X)[np.asarray(rows)]  # the pairs' rows, in pair order
+        counts = np.diff(sub.indptr)
+        pair = np.repeat(np.arange(len(rows)), counts)
+        contrib = sub.data * coef[np.repeat(np.asarray(themes), counts), sub.indices]
+        pos = np.flatnonzero(contrib > 0)  # only terms that push towards the theme
+        pair, contrib, cols = pair[pos], contrib[pos], sub.indices[pos]
+        order = np.lexsort((-contrib, pair))  # by pair, then strongest first
+        words = names[cols[order]].tolist()
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(pair, minlength=len(rows))))).tolist()
+        out: list[list[str]] = []
+        for p in range(len(rows)):
+            terms: list[str] = []
+            for q in range(bounds[p], bounds[p + 1]):
+                if len(terms) >= self.top_terms:
                     break
-                branch, _, term = str(names[idx[k]]).partition("__")
-                if branch == "lexicon":
-                    continue
-                term = term.replace(" ", "")
+                term = str(words[q]).replace(" ", "")
                 if len(term) < 2 or any(term in t or t in term for t in terms):
                     continue
                 terms.append(term)
-        sentences = split_sentences(text)
-        best = (
-            max(sentences, key=lambda s: sum(len(t) for t in terms if t in s))
-            if sentences
-            else text
-        )
-        return {"terms": terms, "sentence": best}
+            out.append(terms)
+        return out
+
+    @staticmethod
+    def carrying_sentence(
+        text: str, terms: Sequence[str], sentences: list[str] | None = None
+    ) -> str:
+        """The sentence of ``text`` that carries most of ``terms`` (by characters)."""
+        sentences = split_sentences(text) if sentences is None else sentences
+        if not sentences:
+            return text
+        return max(sentences, key=lambda s: sum(len(t) for t in terms if t in s))
 
     def predict(
         self, texts: Sequence[str], *, paragraphs: bool = False, evidence: bool = True
@@ -137,6 +174,7 @@ class Predictor:
         else:
             proba, X = np.zeros((0, len(self.themes))), None
         out: list[dict[str, Any]] = []
+        pairs: list[tuple[int, int, int]] = []  # (record, paragraph row, theme) needing evidence
         start = 0
         for ps in para_lists:
             n = len(ps)
@@ -154,11 +192,11 @@ class Predictor:
                     },
                 }
                 if evidence:
-                    ev = {}
-                    for j in chosen:
-                        i = int(np.argmax(P[:, j]))
-                        ev[self.themes[j]] = self.evidence(X, start + i, j, ps[i])
-                    rec["evidence"] = ev
+                    rec["evidence"] = {}
+                    best = P[:, chosen].argmax(axis=0).tolist() if chosen else []
+                    pairs.extend(
+                        (len(out), start + i, int(j)) for i, j in zip(best, chosen, strict=True)
+                    )
                 if paragraphs:
                     rec["paragraphs"] = [
                         {
@@ -178,6 +216,17 @@ class Predictor:
                 rec["model"] = self.name
             out.append(rec)
             start += n
+        if pairs:
+            found = self.evidence_terms(X, [r for _, r, _ in pairs], [j for _, _, j in pairs])
+            sentences: dict[int, list[str]] = {}
+            for (k, row, j), terms in zip(pairs, found, strict=True):
+                text = flat[row]
+                if row not in sentences:
+                    sentences[row] = split_sentences(text)
+                out[k]["evidence"][self.themes[j]] = {
+                    "terms": terms,
+                    "sentence": self.carrying_sentence(text, terms, sentences[row]),
+                }
         return out
 
 

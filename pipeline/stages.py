@@ -253,7 +253,7 @@ def run_register(
     store: ModelStore,
     name: str = DEFAULT_NAME,
     track: bool = True,
-    fmt: str = "joblib",
+    fmt: str = "pickle",
 ) -> dict[str, Any]:
     """Save the trained model as a new version with its manifest, and log the run to MLflow."""
     from pipeline import tracking

@@ -49,6 +49,22 @@ def decode_bytes(data: bytes, source: str = "<bytes>") -> str:
         ) from exc
 
 
+def sniff_encoding(head: bytes) -> str:
+    """The encoding to stream a file with, judged from its first bytes (as :func:`decode_bytes`
+    judges a whole file): ``utf-16`` (BOM), ``utf-8-sig`` (BOM), ``utf-8``, ``utf-16-le`` (no BOM)
+    or ``gb18030``. A character cut at the end of ``head`` does not count against UTF-8."""
+    if head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16"
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    return "utf-16-le" if _looks_like_bomless_utf16(head) else "gb18030"
+
+
 def _looks_like_bomless_utf16(data: bytes) -> bool:
     sample = data[:2000]
     return len(sample) >= 4 and sample[1::2].count(0) > len(sample) // 4
@@ -68,11 +84,17 @@ def normalize_line(line: str, *, join_cjk: bool = True) -> str:
     collapse runs of spaces, strip the ends and (with ``join_cjk``) drop spaces between CJK
     characters."""
     line = unicodedata.normalize("NFKC", line)
+    # After NFKC every character of _SPACES is a space except tab, U+200B and U+FEFF: a line
+    # with none of those four (most Chinese text) needs no regular expression.
+    if " " not in line and "\t" not in line and "\u200b" not in line and "\ufeff" not in line:
+        return line.strip()
     line = _SPACES.sub(" ", line).strip()
     return _CJK_GAP.sub("", line) if join_cjk else line
 
 
 def normalize_text(text: str) -> str:
     """Normalise a whole text for the model: every line normalised, lines joined by newlines."""
+    if "\n" not in text and "\r" not in text:  # one line, such as a paragraph
+        return normalize_line(text)
     lines = (normalize_line(x) for x in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
     return "\n".join(x for x in lines if x)

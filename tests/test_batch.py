@@ -183,3 +183,80 @@ def test_iter_documents_keeps_input_order_across_paths(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("甲", "utf-8")
     got = [d.text for d in iter_documents([str(tmp_path / "b.txt"), str(tmp_path / "a.txt")])]
     assert got == ["乙", "甲"]
+
+
+def test_jsonl_streams_with_a_bad_line_reported_by_number(trained: Path, tmp_path: Path) -> None:
+    src = tmp_path / "mixed.jsonl"
+    good = json.dumps({"id": "s", "text": SAFETY}, ensure_ascii=False).encode("utf-8")
+    gbk = json.dumps({"id": "r", "text": RURAL}, ensure_ascii=False).encode("gb18030")
+    src.write_bytes(good + b"\n" + b'{"id": "x", "text": "\xff\xfe\xff"}\n' + gbk + b"\n")
+    out = tmp_path / "out.jsonl"
+    assert _predict(trained, str(src), "-o", str(out)) == 1  # one line failed, the rest went on
+    recs = _records(out)
+    assert [r["id"] for r in recs] == ["s", f"{src}:2", "r"]
+    assert recs[0]["themes"][0] == "safety"
+    assert "cannot decode as UTF-8 or GB18030" in recs[1]["error"]
+    assert recs[1]["source"] == f"{src}:2"
+    assert "rural" in recs[2]["themes"]  # a GB18030 line in a UTF-8 file
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_jsonl_with_a_bom_or_in_utf16(tmp_path: Path, encoding: str) -> None:
+    src = tmp_path / "a.jsonl"
+    lines = [
+        json.dumps({"id": str(i), "text": t}, ensure_ascii=False) for i, t in enumerate("甲乙")
+    ]
+    src.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    got = list(iter_documents([str(src)]))
+    assert [(d.id, d.text, d.source) for d in got] == [
+        ("0", "甲", f"{src}:1"),
+        ("1", "乙", f"{src}:2"),
+    ]
+
+
+def test_jsonl_is_read_lazily_not_whole() -> None:
+    """Reading the first document must not read the whole stream: a stream that fails past its
+    first 256 KB still yields the documents before that."""
+    import io
+
+    from pipeline.documents import read_jsonl
+
+    line = (json.dumps({"id": "d", "text": SAFETY}, ensure_ascii=False) + "\n").encode("utf-8")
+
+    class Endless(io.RawIOBase):
+        served = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+            if self.served > 256 * 1024:
+                raise AssertionError("read past the first 256 KB")
+            chunk = line * (len(b) // len(line))
+            b[: len(chunk)] = chunk
+            self.served += len(chunk)
+            return len(chunk)
+
+    docs = read_jsonl(io.BufferedReader(Endless()), "s", "text", "id")
+    first = [next(docs) for _ in range(100)]
+    assert all(isinstance(d, Document) and d.text == SAFETY for d in first)
+
+
+def test_stdin_jsonl_after_blank_lines_and_stdin_text() -> None:
+    import io
+
+    from pipeline.documents import read_stdin
+
+    data = b"\n  \n" + json.dumps({"id": "a", "text": SAFETY}, ensure_ascii=False).encode() + b"\n"
+    got = list(read_stdin(io.BufferedReader(io.BytesIO(data)), "text", "id"))  # type: ignore[arg-type]
+    assert [(d.id, d.source) for d in got] == [("a", "<stdin>:3")]
+    got = list(read_stdin(io.BufferedReader(io.BytesIO(SAFETY.encode("gb18030"))), "text", "id"))  # type: ignore[arg-type]
+    assert isinstance(got[0], Document) and got[0].text == SAFETY
+
+
+def test_batches_close_on_documents_or_characters() -> None:
+    from pipeline.batch import _batches
+
+    docs = [Document(str(i), "s", "字" * 100) for i in range(10)]
+    assert [len(b) for b in _batches(docs, docs=4, chars=10_000)] == [4, 4, 2]
+    assert [len(b) for b in _batches(docs, docs=100, chars=250)] == [3, 3, 3, 1]

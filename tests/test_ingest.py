@@ -101,3 +101,52 @@ def test_ingest_corpus_refuses_an_edited_raw_file(tmp_path: Path) -> None:
 def test_seed_raw_files_match_their_recorded_checksums() -> None:
     result = ingest_corpus(SEEDS / "raw")
     assert len(result.units) == sum(1 for _ in (SEEDS / "gold.jsonl").open())
+
+
+def test_prediction_split_keeps_near_repeats_but_not_exact_repeats() -> None:
+    """001 repeats one paragraph four times, with small edits: ingest keeps one copy; the
+    prediction split (near_duplicates=False) drops only the exact copies."""
+    text = raw_text("001")
+    train = ingest_text("001", text)
+    pred = ingest_text("001", text, near_duplicates=False)
+    near = [d for d in train.dropped if d.reason == "near_duplicate"]
+    assert near and not [d for d in pred.dropped if d.reason == "near_duplicate"]
+    assert len(pred.units) > len(train.units)
+    assert {u.text for u in train.units} <= {u.text for u in pred.units}
+    texts = [u.text for u in pred.units]
+    assert len(texts) == len(set(texts))  # exact repeats are still dropped
+
+
+def test_normalize_fast_paths_match_the_full_rule_on_real_and_noisy_text() -> None:
+    """normalize_line skips its regular expressions when no space-like character survives NFKC,
+    and normalize_text handles one line directly; both must give what the full rule gives."""
+    import json
+    import random
+    import re
+    import unicodedata
+
+    from pipeline.textio import _CJK_GAP, normalize_line, normalize_text
+
+    spaces = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\ufeff]+")
+
+    def line_rule(x: str) -> str:
+        return _CJK_GAP.sub("", spaces.sub(" ", unicodedata.normalize("NFKC", x)).strip())
+
+    def text_rule(t: str) -> str:
+        lines = (line_rule(x) for x in t.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+        return "\n".join(x for x in lines if x)
+
+    texts = [raw_text(p) for p in ("000", "001", "002", "003", "004")]
+    with (SEEDS / "extra" / "written_wa.jsonl").open(encoding="utf-8") as fh:
+        texts += [json.loads(x)["text"] for x in fh]
+    rng = random.Random(7)
+    noise = " \t\u00a0\u2000\u200b\u202f\u205f\ufeff\u3000\x0c\x85\n\r"
+    for _ in range(2000):
+        chars = list(rng.choice(texts)[:200])
+        for _ in range(5):
+            chars.insert(rng.randrange(len(chars) + 1), rng.choice(noise))
+        texts.append("".join(chars))
+    for t in texts:
+        assert normalize_text(t) == text_rule(t)
+        for x in t.split("\n"):
+            assert normalize_line(x) == line_rule(x)

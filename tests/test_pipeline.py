@@ -114,7 +114,7 @@ def test_loading_refuses_a_tampered_artefact(trained: Path, tmp_path: Path) -> N
 
     copy = tmp_path / "models"
     shutil.copytree(trained / "models", copy)
-    art = copy / "gov-topics" / "1" / "model.joblib"
+    art = copy / "gov-topics" / "1" / "model.pkl"
     art.write_bytes(art.read_bytes()[:-100])
     with pytest.raises(ModelError, match="does not match the manifest"):
         ModelStore(copy).load(ModelRef("gov-topics", "1"))

@@ -93,7 +93,7 @@ def test_killed_training_leaves_no_version(trained: Path, tmp_path: Path) -> Non
     args = ("register", "--exp", "experiments/small.yaml", "--no-track", "--models", str(store_dir))
     p = _topics(trained, *args, env={"GOV_TOPICS_TEST_PAUSE": "after_copy:60"})
     deadline = time.monotonic() + 60
-    while not list((store_dir / "gov-topics").glob(".incoming-*/model.joblib")):
+    while not list((store_dir / "gov-topics").glob(".incoming-*/model.pkl")):
         assert time.monotonic() < deadline, "the writer never started"
         time.sleep(0.2)
     p.send_signal(signal.SIGKILL)

@@ -52,3 +52,17 @@ def test_rjieba_backend_segments_with_the_same_user_words() -> None:
 def test_segmenter_rejects_a_bare_string(seg: Segmenter) -> None:
     with pytest.raises(ValueError, match="Iterable over raw text documents expected"):
         seg.transform("一段文字")
+
+
+def test_memoised_token_filter_matches_the_rule_on_real_text(seg: Segmenter) -> None:
+    """The per-instance memo of kept tokens gives what the stopword/noise rule gives."""
+    from pipeline.segment import _NOISE
+
+    fresh = Segmenter(**seg.get_params()).fit()
+    stop = set(seg.stopwords)
+    units = [u.text for u in ingest_text("d", raw_text("003")).units]
+    for text in units + units:  # the second pass runs on a full memo
+        got = fresh.tokens(text)
+        raw = fresh._tokenizer().lcut(text)
+        assert got == tuple(w for w in raw if w.strip() and w not in stop and not _NOISE.match(w))
+    assert "_memo" not in pickle.loads(pickle.dumps(fresh)).__dict__

@@ -64,3 +64,35 @@ def test_calibrated_svc_survives_a_theme_with_two_positives() -> None:
     assert p.shape == (40, 2) and p[:2, 1].mean() > p[2:, 1].mean()
     y[1] = 0  # one positive: falls back to logistic regression
     assert CalibratedSVC().fit(X, y).predict_proba(X).shape == (40, 2)
+
+
+def test_token_ngrams_analyzer_gives_sklearns_word_ngrams_on_real_text() -> None:
+    """The word branch's analyzer builds the same vocabulary and matrix as sklearn's own word
+    n-grams over the joined tokens."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from pipeline.features import TokenNgrams
+    from pipeline.ingest import ingest_text
+    from pipeline.segment import Segmenter, read_stopwords, read_userdict
+
+    from .conftest import SEEDS, raw_text
+
+    seg = Segmenter(
+        user_words=read_userdict(SEEDS / "userdict.txt"),
+        stopwords=read_stopwords(SEEDS / "stopwords.txt"),
+    ).fit()
+    docs = seg.transform([u.text for u in ingest_text("d", raw_text("004")).units])
+    ours = TfidfVectorizer(analyzer=TokenNgrams((1, 3)), sublinear_tf=True)  # type: ignore[arg-type]
+    ref = TfidfVectorizer(
+        preprocessor=lambda d: " ".join(d.tokens),
+        tokenizer=str.split,
+        token_pattern=None,
+        lowercase=False,
+        ngram_range=(1, 3),
+        sublinear_tf=True,
+    )
+    A = ours.fit_transform(docs[::2])
+    B = ref.fit_transform(docs[::2])
+    assert ours.vocabulary_ == ref.vocabulary_ and len(ours.vocabulary_) > 1000
+    assert (A != B).nnz == 0
+    assert (ours.transform(docs[1::2]) != ref.transform(docs[1::2])).nnz == 0
