@@ -75,9 +75,12 @@ def _tree_memory_kb(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def run_predict(args: list[str]) -> tuple[float, int, int]:
-    """Wall time and peak resident memory (whole process tree: RSS sum, PSS sum, in KB) of one
-    ``topics predict``."""
+def run_predict(args: list[str], watch_memory: bool = False) -> tuple[float, int, int]:
+    """Wall time and, with ``watch_memory``, peak resident memory (whole process tree: RSS sum,
+    PSS sum, in KB) of one ``topics predict``.
+
+    Memory is watched in runs of its own: reading a process's memory map takes the kernel lock
+    that its page faults need, so a watched run is slower and its time is not used."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [str(BIN / "topics"), "predict", *args],
@@ -93,26 +96,43 @@ def run_predict(args: list[str]) -> tuple[float, int, int]:
         while not stop.is_set():
             rss, pss = _tree_memory_kb(proc.pid)
             peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
-            time.sleep(0.05)
+            time.sleep(0.1)
 
     th = threading.Thread(target=poll, daemon=True)
-    th.start()
+    if watch_memory:
+        th.start()
     _, err = proc.communicate()
     stop.set()
-    th.join()
+    if watch_memory:
+        th.join()
     if proc.returncode != 0:
         raise SystemExit(f"topics predict {' '.join(args)} failed:\n{err}")
     return time.perf_counter() - t0, peak_rss, peak_pss
 
 
 def median_run(args: list[str], repeats: int) -> dict[str, float]:
-    runs = [run_predict(args) for _ in range(repeats)]
+    runs = [run_predict(args)[0] for _ in range(repeats)]
+    _, rss, pss = run_predict(args, watch_memory=True)
     return {
-        "seconds": statistics.median(r[0] for r in runs),
-        "peak_rss_mb": max(r[1] for r in runs) / 1024,
-        "peak_pss_mb": max(r[2] for r in runs) / 1024,
-        "runs": [round(r[0], 2) for r in runs],
+        "seconds": statistics.median(runs),
+        "peak_rss_mb": rss / 1024,
+        "peak_pss_mb": pss / 1024,
+        "runs": [round(r, 2) for r in runs],
     }
+
+
+def cpu_reference(repeats: int = 3) -> float:
+    """Seconds for a fixed pure-Python loop (median of ``repeats``): this machine's speed at the
+    time of the run, so figures from different runs or machines can be put side by side."""
+
+    def once() -> float:
+        t0 = time.perf_counter()
+        x = 0
+        for i in range(10_000_000):
+            x += i
+        return time.perf_counter() - t0
+
+    return round(statistics.median(once() for _ in range(repeats)), 3)
 
 
 def main() -> None:
@@ -151,6 +171,7 @@ def main() -> None:
             "file_megabytes": round(info["megabytes"], 2),
         },
         "repeats": a.repeats,
+        "cpu_reference_seconds": {"start": cpu_reference()},
     }
     e2e = {}
     for backend, ref in models.items():
@@ -240,19 +261,10 @@ def main() -> None:
     # peak memory on a big input (fast backend, two workers, streaming)
     big = DATA / "big.jsonl"
     big_info = build_corpus(big, a.big_megabytes, seed=14)
-    secs, peak_rss, peak_pss = run_predict(
-        [
-            str(big),
-            "-o",
-            str(out),
-            "--models",
-            str(DATA / "models"),
-            "--model",
-            models["rjieba"],
-            "--jobs",
-            "2",
-        ]
-    )
+    big_args = [str(big), "-o", str(out), "--models", str(DATA / "models")]
+    big_args += ["--model", models["rjieba"], "--jobs", "2"]
+    secs, _, _ = run_predict(big_args)
+    _, peak_rss, peak_pss = run_predict(big_args, watch_memory=True)
     big_mb = text_megabytes(big)
     results["big_input"] = {
         "file_megabytes": round(big_info["megabytes"], 1),
@@ -270,6 +282,7 @@ def main() -> None:
     out.unlink(missing_ok=True)
     big.unlink(missing_ok=True)
 
+    results["cpu_reference_seconds"]["end"] = cpu_reference()  # type: ignore[index]
     jieba2 = e2e["jieba_jobs2"]["mb_per_s"]
     results["targets"] = {
         "fast_backend_mb_per_s_ge_6": e2e["rjieba_jobs2"]["mb_per_s"] >= 6,
@@ -302,7 +315,11 @@ file is generated from it. Corpus: {r["corpus"]["documents"]} documents of 3-8 s
 paragraphs ({r["corpus"]["text_megabytes"]} MB of text; fixed seed). Timings are medians of
 {r["repeats"]} runs on {r["machine"]["cpus"]} CPUs; MB are megabytes of UTF-8 document text.
 
-Memory is the peak over the whole process tree, sampled every 50 ms: **PSS** counts a page
+The machine's speed varies with its host: a fixed pure-Python loop took
+{r["cpu_reference_seconds"]["start"]} s at the start of this run and
+{r["cpu_reference_seconds"]["end"]} s at the end (about 1.9 s when the host is quiet).
+
+Memory is the peak over the whole process tree, sampled every 100 ms in a run of its own: **PSS** counts a page
 shared by several processes once in all (divided among them), which is what the run really
 occupies; **RSS** counts it once per process. With `--jobs 2` the workers are forked from the
 main process after it loaded the model, so they share its pages and the RSS sum counts the model

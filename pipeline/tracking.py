@@ -152,7 +152,7 @@ def log_model(run_id: str, model_path: Path, root: Path = Path(".")) -> str:
         libs = library_versions()
         reqs = [
             f"{lib}=={libs[lib]}"
-            for lib in ("scikit-learn", "jieba", "numpy", "scipy", "joblib", "skops")
+            for lib in ("scikit-learn", "jieba", "rjieba", "numpy", "scipy", "joblib", "skops")
             if lib in libs
         ]
         reqs += ["pyyaml", "pandas"]

@@ -260,3 +260,44 @@ def test_batches_close_on_documents_or_characters() -> None:
     docs = [Document(str(i), "s", "字" * 100) for i in range(10)]
     assert [len(b) for b in _batches(docs, docs=4, chars=10_000)] == [4, 4, 2]
     assert [len(b) for b in _batches(docs, docs=100, chars=250)] == [3, 3, 3, 1]
+
+
+def test_progress_bar_on_a_terminal_and_quiet_otherwise(trained: Path, tmp_path: Path) -> None:
+    src = tmp_path / "many.jsonl"
+    src.write_text(
+        "".join(
+            json.dumps({"id": f"d{i}", "text": t}, ensure_ascii=False) + "\n"
+            for i, t in enumerate([SAFETY, RURAL] * 60)
+        ),
+        "utf-8",
+    )
+    cmd = [sys.executable, "-m", "pipeline.cli", "predict", str(src), "-o", str(tmp_path / "o")]
+    cmd += ["--models", str(trained / "models")]
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()  # stderr is a terminal, 24 x 100 like a real one
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stderr=slave, timeout=300)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert res.returncode == 0
+    assert "120/120" in shown and "doc/s" in shown  # count, total and rate
+    assert "predict: 120 documents" in shown
+    quiet = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert quiet.returncode == 0
+    assert "doc/s" not in quiet.stderr and "\r" not in quiet.stderr
+    assert quiet.stderr.startswith("predict: 120 documents")
