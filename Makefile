@@ -82,8 +82,8 @@ bench: $(VENV)/.installed ## measure prediction speed and memory: bench/results.
 	$(MAKE) --no-print-directory train EXP=experiments/jieba.yaml
 	$(BIN)/python bench/bench.py
 
-predict-sample: register ## predict the themes of a seed document
-	$(TOPICS) predict $(SAMPLE)
+predict-sample: register ## predict the themes of a seed document with the model just registered
+	$(TOPICS) predict $(SAMPLE) --model "gov-topics:$$(sed -n 's/.*"version": *\([0-9]*\).*/\1/p' $(B)/registered.json)"
 
 labels: build/units.jsonl ## check the gold labels
 	$(TOPICS) labels check $(ARGS)

@@ -201,6 +201,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     store = _store(args)
     ref = parse_ref(args.model)
+    if args.model is None and "production" in store.aliases(ref.name):
+        ref = parse_ref(f"{ref.name}@production")  # the promoted model, when there is one
     model, manifest = store.load(ref)
     name = f"{manifest['name']}:{manifest['version']}"
     predictor = Predictor(model, name=name)
@@ -452,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or - for stdin")
     sp.add_argument("-o", "--output", help="write JSONL here (atomically) instead of stdout")
     sp.add_argument(
-        "--model", default=None, help="NAME[@ALIAS|:VERSION] (default: gov-topics, latest)"
+        "--model",
+        default=None,
+        help="NAME[@ALIAS|:VERSION] (default: gov-topics@production if promoted, else the latest)",
     )
     sp.add_argument("--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)")
     sp.add_argument("--text-field", default="text", help="JSONL field holding the text")

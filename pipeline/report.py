@@ -64,24 +64,28 @@ def _charts(ev: dict[str, Any]) -> dict[str, str]:
     ax.set_title("Precision-recall per theme (first repeat, out-of-fold scores)")
     out["pr"] = _png(fig)
 
-    curves = [("all training units", ev.get("learning_curve") or [])]
-    curves.append(
-        ("real seed units only (written corpus fixed)", ev.get("learning_curve_seed") or [])
-    )
-    if any(points for _, points in curves):
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for label, points in curves:
-            if points:
-                ax.plot(
-                    [p["train_units"] for p in points],
-                    [p["macro_f1"] for p in points],
-                    "o-",
-                    label=label,
-                )
-        ax.set_xlabel("labelled training units")
-        ax.set_ylabel("macro-F1 (seed units)")
-        ax.legend(fontsize=8)
-        ax.set_title("Learning curve")
+    # two panels, each against its own count: all labelled units (written and real), and the
+    # real seed units alone with the written corpus fixed (on one axis the second would be a
+    # vertical line at the far right)
+    curves = [
+        ("all training units", "labelled training units", ev.get("learning_curve") or []),
+        (
+            "real seed units (written corpus fixed)",
+            "real seed units on the training side",
+            ev.get("learning_curve_seed") or [],
+        ),
+    ]
+    curves = [c for c in curves if c[2]]
+    if curves:
+        fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8), squeeze=False)
+        for ax, (title, xlabel, points) in zip(axes[0], curves, strict=True):
+            key = "seed_units" if points[0].get("seed_units") else "train_units"
+            ax.plot([q[key] for q in points], [q["macro_f1"] for q in points], "o-")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("macro-F1 (seed units)")
+            ax.set_title(f"Learning curve: {title}", fontsize=10)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
         out["learning"] = _png(fig)
     return out
 

@@ -301,3 +301,22 @@ def test_progress_bar_on_a_terminal_and_quiet_otherwise(trained: Path, tmp_path:
     assert quiet.returncode == 0
     assert "doc/s" not in quiet.stderr and "\r" not in quiet.stderr
     assert quiet.stderr.startswith("predict: 120 documents")
+
+
+def test_predict_uses_the_production_model_by_default(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from pipeline.registry import ModelStore
+
+    store_dir = tmp_path / "models"
+    shutil.copytree(trained / "models", store_dir)
+    store = ModelStore(store_dir)
+    v2 = store.add_version("gov-topics", trained / "build" / "small" / "model.joblib", {})
+    src = tmp_path / "a.txt"
+    src.write_text(SAFETY, "utf-8")
+    args = [str(src), "--models", str(store_dir), "-o", str(tmp_path / "o.jsonl")]
+    assert main(["predict", *args]) == 0
+    assert _records(tmp_path / "o.jsonl")[0]["model"] == f"gov-topics:{v2}"  # latest
+    store.set_alias("gov-topics", "production", 1, reason="test")
+    assert main(["predict", *args]) == 0
+    assert _records(tmp_path / "o.jsonl")[0]["model"] == "gov-topics:1"  # production wins
