@@ -179,8 +179,6 @@ def read_csv(fh: BinaryIO, source: str, text_field: str, id_field: str) -> Itera
 
 def read_docx(data: bytes, source: str) -> Item:
     """The paragraphs and table cells of a Word document, in order."""
-    import io
-
     try:
         import docx
     except ImportError:

@@ -152,11 +152,8 @@ class Predictor:
         return out
 
     @staticmethod
-    def carrying_sentence(
-        text: str, terms: Sequence[str], sentences: list[str] | None = None
-    ) -> str:
-        """The sentence of ``text`` that carries most of ``terms`` (by characters)."""
-        sentences = split_sentences(text) if sentences is None else sentences
+    def carrying_sentence(text: str, terms: Sequence[str], sentences: Sequence[str]) -> str:
+        """Of ``text``'s sentences, the one that carries most of ``terms`` (by characters)."""
         if not sentences:
             return text
         return max(sentences, key=lambda s: sum(len(t) for t in terms if t in s))

@@ -147,7 +147,6 @@ class Segmenter(TransformerMixin, BaseEstimator):
                 f"unknown segmenter backend {self.backend!r}", f"choose one of {BACKENDS}"
             )
         self.dictionary_hash_ = dictionary_hash(self.backend, self.user_words, self.stopwords)
-        self._stop = frozenset(self.stopwords)
         return self
 
     def _tokenizer(self) -> Any:

@@ -43,6 +43,20 @@ SEARCHED_EXP = (
 )
 
 
+def run_in(root: Path, *argv: str) -> int:
+    """Run ``topics ARGV`` in process with ``root`` as the working folder."""
+    import os
+
+    from pipeline.cli import main
+
+    old = Path.cwd()
+    os.chdir(root)
+    try:
+        return main(list(argv))
+    finally:
+        os.chdir(old)
+
+
 def raw_text(prefix: str) -> str:
     path = next((SEEDS / "raw").glob(f"{prefix}_*.txt"))
     return path.read_text("utf-8")
@@ -65,15 +79,7 @@ def trained(project: Path) -> Path:
     """Run every stage through the CLI in the temporary project; return its root."""
     import os
 
-    from pipeline.cli import main
-
-    old = Path.cwd()
-    os.chdir(project)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'experiments' / 'mlflow.db'}"
-    try:
-        args = ["--exp", "experiments/small.yaml"]
-        for stage in ("ingest", "segment", "features", "train", "evaluate", "register"):
-            assert main([stage, *args]) == 0, stage
-    finally:
-        os.chdir(old)
+    for stage in ("ingest", "segment", "features", "train", "evaluate", "register"):
+        assert run_in(project, stage, "--exp", "experiments/small.yaml") == 0, stage
     return project

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pipeline.cli import main
 from pipeline.errors import ModelError
 from pipeline.registry import ModelRef, ModelStore
 
-from .conftest import raw_text
+from .conftest import raw_text, run_in
 
 pytestmark = pytest.mark.slow
 
@@ -98,12 +97,7 @@ def test_predict_jsonl_keeps_order_and_reports_bad_lines(
 
 
 def test_second_registration_gets_the_next_version(trained: Path) -> None:
-    old = Path.cwd()
-    os.chdir(trained)
-    try:
-        assert main(["register", "--exp", "experiments/small.yaml", "--no-track"]) == 0
-    finally:
-        os.chdir(old)
+    assert run_in(trained, "register", "--exp", "experiments/small.yaml", "--no-track") == 0
     store = ModelStore(trained / "models")
     assert store.versions() == [1, 2]
     assert store.manifest("gov-topics", 2)["parent_version"] == 1
@@ -163,25 +157,16 @@ def test_report_html_shows_every_chart_and_the_worst_errors(trained: Path) -> No
 def test_same_config_and_seed_give_identical_metrics_on_rerun(trained: Path) -> None:
     path = trained / "build" / "small" / "evaluation.json"
     before = json.loads(path.read_text("utf-8"))
-    old = Path.cwd()
-    os.chdir(trained)
-    try:
-        assert main(["evaluate", "--exp", "experiments/small.yaml", "--no-learning-curve"]) == 0
-    finally:
-        os.chdir(old)
+    args = ("evaluate", "--exp", "experiments/small.yaml", "--no-learning-curve")
+    assert run_in(trained, *args) == 0
     after = json.loads(path.read_text("utf-8"))
     for key in ("model", "model_seed_only", "baseline"):
         assert after[key] == before[key], key
 
 
 def test_nested_search_chooses_on_the_training_side_of_every_fold(trained: Path) -> None:
-    old = Path.cwd()
-    os.chdir(trained)
-    try:
-        for stage in ("segment", "evaluate"):
-            assert main([stage, "--exp", "experiments/searched.yaml"]) == 0
-    finally:
-        os.chdir(old)
+    for stage in ("segment", "evaluate"):
+        assert run_in(trained, stage, "--exp", "experiments/searched.yaml") == 0
     report = json.loads((trained / "build" / "searched" / "evaluation.json").read_text("utf-8"))
     assert len(report["search"]) == 3  # one choice per outer fold (3 folds x 1 repeat)
     assert all(c["classifier.params.C"] in (0.5, 8.0) for c in report["search"])

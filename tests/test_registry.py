@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
 from pipeline.errors import ModelError
 from pipeline.registry import ModelRef, ModelStore
+
+from .conftest import run_in
 
 pytestmark = pytest.mark.slow
 
@@ -63,15 +64,6 @@ def _post(url: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-def _in(project: Path, *argv: str) -> int:
-    old = Path.cwd()
-    os.chdir(project)
-    try:
-        return main(list(argv))
-    finally:
-        os.chdir(old)
-
-
 def test_concurrent_trainings_get_distinct_complete_versions(trained: Path, tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     args = ("register", "--exp", "experiments/small.yaml", "--no-track", "--models", str(store_dir))
@@ -114,25 +106,26 @@ def test_metric_gate_refuses_worse_model_and_rollback_restores(
 ) -> None:
     store_dir = tmp_path / "store"
     m = ["--models", str(store_dir)]
-    assert _in(trained, "register", "--exp", "experiments/small.yaml", "--no-track", *m) == 0
+    assert run_in(trained, "register", "--exp", "experiments/small.yaml", "--no-track", *m) == 0
     for stage in ("segment", "features", "train", "evaluate"):
-        assert _in(trained, stage, "--exp", "experiments/worse.yaml") == 0
-    assert _in(trained, "register", "--exp", "experiments/worse.yaml", "--no-track", *m) == 0
-    assert _in(trained, "register", "--exp", "experiments/small.yaml", "--no-track", *m) == 0
+        assert run_in(trained, stage, "--exp", "experiments/worse.yaml") == 0
+    assert run_in(trained, "register", "--exp", "experiments/worse.yaml", "--no-track", *m) == 0
+    assert run_in(trained, "register", "--exp", "experiments/small.yaml", "--no-track", *m) == 0
     store = ModelStore(store_dir)
     good, worse = store.manifest("gov-topics", 1), store.manifest("gov-topics", 2)
     assert worse["metrics"]["macro_f1"] < good["metrics"]["macro_f1"]
 
     promote = ["models", "promote", "--exp", "experiments/small.yaml", "--no-track", *m]
-    assert _in(trained, *promote, "1", "--to", "production", "--reason", "first") == 0
-    assert _in(trained, *promote, "2", "--to", "production") == 1  # refused by the gate
+    assert run_in(trained, *promote, "1", "--to", "production", "--reason", "first") == 0
+    assert run_in(trained, *promote, "2", "--to", "production") == 1  # refused by the gate
     assert store.aliases()["production"] == 1
-    assert _in(trained, *promote, "3", "--to", "production", "--reason", "retrained") == 0
+    assert run_in(trained, *promote, "3", "--to", "production", "--reason", "retrained") == 0
     assert store.aliases()["production"] == 3
-    assert _in(trained, "models", "rollback", "--no-track", *m) == 0
+    assert run_in(trained, "models", "rollback", "--no-track", *m) == 0
     assert store.aliases()["production"] == 1
     assert (
-        _in(trained, *promote, "2", "--to", "production", "--force", "--reason", "audit test") == 0
+        run_in(trained, *promote, "2", "--to", "production", "--force", "--reason", "audit test")
+        == 0
     )
     audit = store.audit()
     assert [(e["from"], e["to"]) for e in audit] == [(None, 1), (1, 3), (3, 1), (1, 2)]
@@ -146,10 +139,12 @@ def test_diff_shows_metric_and_config_changes(trained: Path, tmp_path: Path, cap
     m = ["--models", str(store_dir)]
     for exp in ("small", "worse"):
         for stage in ("segment", "features", "train", "evaluate"):
-            assert _in(trained, stage, "--exp", f"experiments/{exp}.yaml") == 0
-        assert _in(trained, "register", "--exp", f"experiments/{exp}.yaml", "--no-track", *m) == 0
+            assert run_in(trained, stage, "--exp", f"experiments/{exp}.yaml") == 0
+        assert (
+            run_in(trained, "register", "--exp", f"experiments/{exp}.yaml", "--no-track", *m) == 0
+        )
     capsys.readouterr()
-    assert _in(trained, "models", "diff", "1", "2", *m) == 0
+    assert run_in(trained, "models", "diff", "1", "2", *m) == 0
     out = capsys.readouterr().out
     assert "features.lexicon.enabled: True -> False" in out
     assert "macro_f1" in out and "safety.f1" in out
@@ -158,7 +153,7 @@ def test_diff_shows_metric_and_config_changes(trained: Path, tmp_path: Path, cap
 def test_skops_format_loads_safely(trained: Path, tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     assert (
-        _in(
+        run_in(
             trained,
             "register",
             "--exp",
@@ -200,7 +195,7 @@ def test_same_data_config_and_seed_give_byte_identical_predictions(trained: Path
 
     for build in ("build_a", "build_b"):
         for stage in ("ingest", "segment", "features", "train"):
-            assert _in(trained, stage, "--exp", "experiments/small.yaml", "--build", build) == 0
+            assert run_in(trained, stage, "--exp", "experiments/small.yaml", "--build", build) == 0
     texts = [p.read_text("utf-8") for p in sorted((trained / "seeds" / "raw").glob("*.txt"))]
     outs = []
     for build in ("build_a", "build_b"):
@@ -212,7 +207,7 @@ def test_same_data_config_and_seed_give_byte_identical_predictions(trained: Path
 def test_served_model_answers_with_themes(trained: Path) -> None:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     assert (
-        _in(
+        run_in(
             trained,
             "models",
             "promote",

@@ -96,3 +96,34 @@ def test_token_ngrams_analyzer_gives_sklearns_word_ngrams_on_real_text() -> None
     assert ours.vocabulary_ == ref.vocabulary_ and len(ours.vocabulary_) > 1000
     assert (A != B).nnz == 0
     assert (ours.transform(docs[1::2]) != ref.transform(docs[1::2])).nnz == 0
+
+
+@pytest.mark.parametrize("branch", ["word", "char"])
+def test_fast_vectorizer_transforms_exactly_like_sklearns(branch: str) -> None:
+    """FastTfidfVectorizer only replaces the counting in transform: same matrix, for the word
+    branch's analyzer and for character n-grams, on real seed text."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from pipeline.features import FastTfidfVectorizer, TokenNgrams, doc_text
+    from pipeline.ingest import ingest_text
+    from pipeline.segment import Segmenter, read_stopwords, read_userdict
+
+    from .conftest import SEEDS, raw_text
+
+    seg = Segmenter(
+        user_words=read_userdict(SEEDS / "userdict.txt"),
+        stopwords=read_stopwords(SEEDS / "stopwords.txt"),
+    ).fit()
+    units = [u.text for p in ("001", "003", "004") for u in ingest_text(p, raw_text(p)).units]
+    docs = seg.transform(units)
+    kw: dict = (
+        {"analyzer": TokenNgrams((1, 2))}
+        if branch == "word"
+        else {"analyzer": "char", "preprocessor": doc_text, "ngram_range": (1, 3), "min_df": 2}
+    )
+    ref = TfidfVectorizer(sublinear_tf=True, dtype=np.float32, **kw).fit(docs[::2])
+    fast = FastTfidfVectorizer(sublinear_tf=True, dtype=np.float32, **kw).fit(docs[::2])
+    assert fast.vocabulary_ == ref.vocabulary_
+    A, B = ref.transform(docs[1::2]), fast.transform(docs[1::2])
+    assert A.nnz > 1000 and (A != B).nnz == 0
+    assert (A.indices == B.indices).all() and (A.indptr == B.indptr).all()
