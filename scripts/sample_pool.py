@@ -1,10 +1,10 @@
-"""Draw the stratified random sample of pool paragraphs for labelling (seeds/real/sample_random.jsonl).
+"""Draw the stratified random sample of pool paragraphs for labelling (build/labelling/sample_random.jsonl).
 
 Quotas per (repository, doctype) over-sample news, local notices and provincial reports, and cap
 legal articles and pre-2000 national reports (seeds/pool/SOURCES.md says how the pool is slanted).
 Reproducible: the same pool and seed give the same sample.
 
-    python scripts/sample_pool.py            # writes seeds/real/sample_random.jsonl
+    python scripts/sample_pool.py            # writes build/labelling/sample_random.jsonl
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ SEED = 20261203
 
 
 def main() -> None:
-    rows = [json.loads(line) for line in gzip.open(ROOT / "seeds/pool/pool.jsonl.gz", "rt")]
+    with gzip.open(ROOT / "seeds/pool/pool.jsonl.gz", "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
     strata: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
         strata[(row["repo"].split("/")[1], row["doctype"])].append(row)
@@ -51,7 +52,7 @@ def main() -> None:
             new = [r for r in group if not (r["year"] and r["year"] < 2000)]
             group = old + new[: quota - len(old)]
         sample.extend(group[:quota])
-    out = ROOT / "seeds/real/sample_random.jsonl"
+    out = ROOT / "build/labelling/sample_random.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
         for row in sample:
