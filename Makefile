@@ -17,11 +17,24 @@ ARGS   := --exp $(EXP)
 
 RAW       := $(wildcard seeds/raw/*.txt seeds/raw/*.md) seeds/raw.sha256
 WRITTEN   := $(wildcard seeds/extra/*.jsonl)
-LEXICON   := seeds/themes.yaml seeds/userdict.txt seeds/stopwords.txt
-SRC        = $(wildcard pipeline/*.py)
+THEMES    := seeds/themes.yaml
+LEXICON   := $(THEMES) seeds/userdict.txt seeds/stopwords.txt
+# the code each stage's output depends on (a change re-runs the stage)
+P         := pipeline
+CORE      := $(P)/config.py $(P)/workspace.py $(P)/stages.py $(P)/themes.py $(P)/errors.py
+MODEL_SRC := $(P)/segment.py $(P)/features.py $(P)/classifiers.py $(P)/train.py
+START     := $(shell date +%s.%N)
+
+# After a stage target: say for each stage file whether this run made it or skipped it.
+define status
+	@for f in $(1); do \
+	  if [ -e "$$f" ] && awk -v a="$$(stat -c %.9Y "$$f")" -v b="$(START)" 'BEGIN { exit !(a >= b) }'; \
+	  then echo "  ran      $$f"; else echo "  skipped  $$f (its inputs did not change)"; fi; \
+	done
+endef
 
 .PHONY: help all install ingest segment features train evaluate register predict-sample \
-        labels test lint ui sweep bench clean
+        labels test lint ui sweep bench check-unchanged clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,37 +52,46 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 
 install: $(VENV)/.installed ## create .venv and install the project with its dev extras
 
-build/units.jsonl: $(RAW) pipeline/ingest.py pipeline/textio.py | $(VENV)/.installed
+build/units.jsonl: $(RAW) $(P)/ingest.py $(P)/paragraphs.py $(P)/textio.py $(CORE) | $(VENV)/.installed
 	$(TOPICS) ingest $(ARGS)
 
 ingest: build/units.jsonl ## stage 1: raw documents -> clean paragraph units
+	$(call status,$^)
 
-$(B)/segmented.jsonl: build/units.jsonl seeds/gold.jsonl $(WRITTEN) $(LEXICON) $(EXP) pipeline/segment.py
+$(B)/segmented.jsonl: build/units.jsonl seeds/gold.jsonl $(WRITTEN) $(LEXICON) $(EXP) $(P)/segment.py $(P)/labels.py $(CORE)
 	@mkdir -p $(B)
 	$(TOPICS) segment $(ARGS)
 
 segment: $(B)/segmented.jsonl ## stage 2: jieba segmentation (all cores)
+	$(call status,build/units.jsonl $^)
 
-$(B)/features.joblib: $(B)/segmented.jsonl pipeline/features.py
+$(B)/vocabulary.json: $(B)/segmented.jsonl $(THEMES) $(EXP) $(MODEL_SRC) $(CORE)
 	$(TOPICS) features $(ARGS)
 
-features: $(B)/features.joblib ## stage 3: TF-IDF and lexicon features, vocabulary summary
+features: $(B)/vocabulary.json ## stage 3: TF-IDF and lexicon features: vocabulary summary per theme
+	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
 
-$(B)/model.joblib: $(B)/features.joblib pipeline/train.py
+$(B)/model.joblib: $(B)/segmented.jsonl $(THEMES) $(EXP) $(MODEL_SRC) $(CORE)
 	$(TOPICS) train $(ARGS)
 
-train: $(B)/model.joblib ## stage 4: fit the classifier (EXP=experiments/<name>.yaml)
+train: $(B)/model.joblib ## stage 4: fit the end-to-end model (EXP=experiments/<name>.yaml)
+	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
 
-$(B)/evaluation.json: $(B)/segmented.jsonl pipeline/evaluate.py pipeline/train.py pipeline/features.py pipeline/report.py
+$(B)/evaluation.json: $(B)/segmented.jsonl $(THEMES) $(EXP) $(MODEL_SRC) $(P)/evaluate.py $(P)/report.py $(CORE)
 	$(TOPICS) evaluate $(ARGS)
 
 evaluate: $(B)/evaluation.json ## stage 5: grouped cross-validation on the seed units (+ report.html)
+	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
 
-$(B)/registered.json: $(B)/model.joblib $(B)/evaluation.json
+$(B)/registered.json: $(B)/model.joblib $(B)/evaluation.json $(B)/vocabulary.json $(P)/registry.py $(P)/tracking.py $(P)/provenance.py
 	$(TOPICS) register $(ARGS)
 
+STAGE_FILES = build/units.jsonl $(B)/segmented.jsonl $(B)/vocabulary.json $(B)/model.joblib \
+              $(B)/evaluation.json $(B)/registered.json
+
 register: $(B)/registered.json ## stage 6: save a new model version under models/, log to MLflow
-	@echo "model: $$(tr -d ' \n' < $<) (stages re-run only when their inputs change; up-to-date stages were skipped)"
+	$(call status,$(STAGE_FILES))
+	@echo "model: $$(tr -d ' \n' < $<)"
 
 EXPERIMENTS := $(wildcard experiments/*.yaml)
 
@@ -89,11 +111,15 @@ labels: build/units.jsonl ## check the gold labels
 	$(TOPICS) labels check $(ARGS)
 
 lint: $(VENV)/.installed ## ruff check, ruff format --check, mypy
-	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/ruff format --check pipeline tests bench
+	$(BIN)/ruff check pipeline tests bench scripts
+	$(BIN)/ruff format --check pipeline tests bench scripts
 	$(BIN)/mypy pipeline/
 
-test: $(VENV)/.installed lint labels ## lint, check labels and run the test suite
+check-unchanged: ## retrain the default and check seed predictions and metrics against tests/golden/
+	$(MAKE) --no-print-directory train evaluate EXP=experiments/default.yaml
+	$(BIN)/python scripts/check_unchanged.py check build/default
+
+test: $(VENV)/.installed lint labels ## lint, check labels, run the tests and doctests (about 4 min)
 	$(BIN)/pytest -q
 
 ui: $(VENV)/.installed ## open the MLflow UI on the local store (http://127.0.0.1:5000)

@@ -165,7 +165,7 @@ def main() -> None:
     # Timings are interleaved: each repeat runs every configuration once, in turn, so that a
     # change in the host's speed during the run falls on all of them alike, and ratios are taken
     # within a repeat. Memory is measured afterwards, in runs of its own.
-    from pipeline.predict import split_paragraphs
+    from pipeline.paragraphs import split_paragraphs
     from pipeline.segment import Segmenter, read_stopwords, read_userdict, segment_texts
 
     paras = []  # the paragraphs `topics predict` segments (for the segmentation ceiling)

@@ -121,13 +121,14 @@ class Summary:
 _WORKER: dict[str, Any] = {}  # one predictor per worker process, set by the initializer
 
 
-def _init_worker(model_path: str, fmt: str, name: str) -> None:
+def _init_worker(store_root: str, name: str, version: int) -> None:
     if "p" in _WORKER:  # forked from the parent, which already holds the loaded model
         return
     from pipeline.predict import Predictor
-    from pipeline.registry import _load_artefact
+    from pipeline.registry import ModelRef, ModelStore
 
-    _WORKER["p"] = Predictor(_load_artefact(Path(model_path), fmt), name=name)
+    model, _ = ModelStore(Path(store_root)).load(ModelRef(name, str(version)))  # verified
+    _WORKER["p"] = Predictor(model, name=f"{name}:{version}")
 
 
 Scored = tuple[list[str], str]  # a document's themes and its rendered record
@@ -175,14 +176,14 @@ def run_batch(
     *,
     jobs: int = 1,
     paragraphs: bool = False,
-    model_file: tuple[str, str] | None = None,
+    model_ref: tuple[str, str, int] | None = None,
     progress: Any = None,
     on_error: Any = None,
 ) -> Summary:
     """Score every document and write one record each, in input order.
 
-    ``model_file`` (path, format) lets worker processes load the model themselves when
-    ``jobs > 1``; ``progress`` is a tqdm-like object or None; ``on_error`` is called with each
+    ``model_ref`` (store folder, name, version) lets worker processes load the model from the
+    store themselves (sha256 verified) when ``jobs > 1`` and they cannot be forked; ``progress`` is a tqdm-like object or None; ``on_error`` is called with each
     :class:`DocumentError` as it is written.
     """
     summary = Summary()
@@ -209,7 +210,7 @@ def run_batch(
     def docs(batch: list[Item]) -> list[tuple[str, str, str]]:
         return [(d.id, d.source, d.text) for d in batch if isinstance(d, Document)]
 
-    if jobs <= 1 or model_file is None:
+    if jobs <= 1 or model_ref is None:
         for batch in _batches(items):
             emit(batch, _score(predictor, renderer, docs(batch), paragraphs))
     else:
@@ -230,7 +231,7 @@ def run_batch(
                 max_workers=jobs,
                 mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(*model_file, predictor.name),
+                initargs=model_ref,
             ) as pool:
                 pending: deque[tuple[list[Item], Future[list[Scored]]]] = deque()
                 for batch in _batches(items):

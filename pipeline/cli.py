@@ -47,14 +47,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         )
     s = run_ingest(ws, raw)
     print(
-        f"ingest: {s['documents']} documents, {s['articles']} articles -> {s['units']} units "
-        f"({ws.units})",
+        f"ingest: {s.documents} documents, {s.articles} articles -> {s.units} units ({ws.units})",
         file=sys.stderr,
     )
     print("dropped (reason: count):", file=sys.stderr)
-    _print_table(sorted(s["dropped"].items()))
+    _print_table(sorted(s.dropped.items()))
     print("changed (action: count):", file=sys.stderr)
-    _print_table(sorted(s["actions"].items()))
+    _print_table(sorted(s.actions.items()))
     print(f"every dropped line, with its reason: {ws.ingest_report}", file=sys.stderr)
     return 0
 
@@ -66,8 +65,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     m = run_segment(ws, jobs=args.jobs)
     print(
-        f"segment: {m['units']} units ({m['seed_units']} seed, {m['written_units']} written) with "
-        f"{m['backend']} in {m['seconds']}s; dictionary sha256 {m['dictionary_sha256'][:12]}",
+        f"segment: {m.units} units ({m.seed_units} seed, {m.written_units} written) with "
+        f"{m.backend} in {m.seconds}s; dictionary sha256 {m.dictionary_sha256[:12]}",
         file=sys.stderr,
     )
     return 0
@@ -80,7 +79,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     s = run_features(ws)
     print(
-        f"features: {s['n_features']} features {s['by_branch']} over {s['units']} units; "
+        f"features: {s.n_features} features {s.by_branch} over {s.units} units; "
         f"top terms per theme in {ws.vocabulary}",
         file=sys.stderr,
     )
@@ -94,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     s = run_train(ws)
     print(
-        f"train: {s['units']} units; thresholds {s['thresholds']} -> {ws.classifier}",
+        f"train: {s.units} units; thresholds {s.thresholds} -> {ws.classifier}",
         file=sys.stderr,
     )
     return 0
@@ -108,9 +107,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     s = run_evaluate(ws, learning_curve=not args.no_learning_curve)
     print(
         f"evaluate ({ws.cfg.evaluation.repeats}x{ws.cfg.evaluation.folds}-fold grouped CV on seed units): "
-        f"macro-F1 {s['macro_f1']:.3f} (seed units only: {s['macro_f1_seed_only']:.3f}; "
-        f"keyword baseline {s['baseline_macro_f1']:.3f}); micro-F1 {s['micro_f1']:.3f}; "
-        f"document macro-F1 {s['document_macro_f1']:.3f} -> {ws.evaluation}",
+        f"macro-F1 {s.macro_f1:.3f} (seed units only: {s.macro_f1_seed_only:.3f}; "
+        f"keyword baseline {s.baseline_macro_f1:.3f}); micro-F1 {s.micro_f1:.3f}; "
+        f"document macro-F1 {s.document_macro_f1:.3f} -> {ws.evaluation}",
         file=sys.stderr,
     )
     return 0
@@ -118,19 +117,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     """Save the model as a new version under models/ and log the run to MLflow."""
-    from pipeline.registry import ModelStore
     from pipeline.stages import run_register
 
     ws = _workspace(args)
-    s = run_register(
-        ws,
-        ModelStore(Path(args.models) if args.models else None),
-        track=not args.no_track,
-        fmt=args.format,
-    )
+    s = run_register(ws, _store(args), track=not args.no_track, fmt=args.format)
     print(
-        f"register: {s['name']} version {s['version']} (macro-F1 {s['macro_f1']:.3f}) at {s['path']}"
-        + (f"; MLflow run {s['mlflow_run_id']}" if s["mlflow_run_id"] else ""),
+        f"register: {s.name} version {s.version} (macro-F1 {s.macro_f1:.3f}) at {s.path}"
+        + (f"; MLflow run {s.mlflow_run_id}" if s.mlflow_run_id else ""),
         file=sys.stderr,
     )
     return 0
@@ -166,36 +159,11 @@ def cmd_labels_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _estimate_total(paths: list[str]) -> int | None:
-    """How many documents the inputs hold, roughly (for the progress bar's ETA)."""
-    from pipeline.documents import CSV_SUFFIXES, JSONL_SUFFIXES, SUFFIXES
-
-    total = 0
-    for raw in paths:
-        if raw == "-":
-            return None
-        p = Path(raw)
-        files = (
-            [f for f in sorted(p.rglob("*")) if f.suffix.lower() in SUFFIXES] if p.is_dir() else [p]
-        )
-        for f in files:
-            suffix = f.suffix.lower()
-            if suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES:
-                try:
-                    with f.open("rb") as fh:
-                        total += sum(1 for line in fh if line.strip()) - (suffix in CSV_SUFFIXES)
-                except OSError:
-                    total += 1
-            else:
-                total += 1
-    return total
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict themes for files (.txt, .md, .jsonl, .csv, .docx, .html), folders (recursive)
     or - (stdin). One record per document, in input order."""
     from pipeline.batch import RecordWriter, run_batch
-    from pipeline.documents import iter_documents
+    from pipeline.documents import estimate_count, iter_documents
     from pipeline.predict import Predictor
     from pipeline.registry import parse_ref
 
@@ -206,10 +174,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model, manifest = store.load(ref)
     name = f"{manifest['name']}:{manifest['version']}"
     predictor = Predictor(model, name=name)
-    model_file = (
-        str(store.model_dir(manifest["name"]) / str(manifest["version"]) / manifest["artefact"]),
-        manifest.get("format", "joblib"),
-    )
+    model_ref = (str(store.root), manifest["name"], int(manifest["version"]))
     items = iter_documents(args.paths, text_field=args.text_field, id_field=args.id_field)
     first = next(items, None)  # a missing path fails here, before any output is started
     tty = sys.stderr.isatty()
@@ -218,7 +183,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         progress = tqdm(
-            total=_estimate_total(args.paths), unit="doc", file=sys.stderr, dynamic_ncols=True
+            total=estimate_count(args.paths), unit="doc", file=sys.stderr, dynamic_ncols=True
         )
     writer = RecordWriter(args.output, args.format, predictor.themes)
 
@@ -239,7 +204,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             writer,
             jobs=args.jobs,
             paragraphs=args.paragraphs,
-            model_file=model_file,
+            model_ref=model_ref,
             progress=progress,
             on_error=report,
         )
@@ -263,9 +228,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     """List model versions with their metrics and aliases."""
-    from pipeline.registry import ModelStore
-
-    store = ModelStore(Path(args.models) if args.models else None)
+    store = _store(args)
     aliases = store.aliases(args.name)
     by_version: dict[int, list[str]] = {}
     for a, v in aliases.items():
@@ -287,9 +250,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_show(args: argparse.Namespace) -> int:
     """Print a version's manifest."""
-    from pipeline.registry import ModelRef, ModelStore
+    from pipeline.registry import ModelRef
 
-    store = ModelStore(Path(args.models) if args.models else None)
+    store = _store(args)
     v = store.resolve(ModelRef(args.name, args.version))
     print(json.dumps(store.manifest(args.name, v), ensure_ascii=False, indent=2))
     return 0
@@ -301,17 +264,9 @@ def _store(args: argparse.Namespace) -> Any:
     return ModelStore(Path(args.models) if args.models else None)
 
 
-def _sync_mlflow_alias(args: argparse.Namespace, store: Any, alias: str, version: int) -> int:
-    """Keep the MLflow registry alias in step with the store's; 1 if that failed."""
-    man = store.manifest(args.name, version)
-    if args.no_track or man.get("mlflow_model_version") is None:
-        return 0
-    from pipeline import tracking
-
-    try:
-        tracking.set_registry_alias(args.name, alias, int(man["mlflow_model_version"]))
-    except GovTopicsError as exc:
-        print(f"topics models: warning: {exc}", file=sys.stderr)
+def _report_promotion(p: Any) -> int:
+    if p.mlflow_warning:
+        print(f"topics models: warning: {p.mlflow_warning}", file=sys.stderr)
         return 1
     return 0
 
@@ -320,57 +275,43 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     """Point an alias at a version. Promotion to production is gated: the candidate's
     cross-validated macro-F1 on the current gold set must be at least production's under the
     same folds (--force with --reason overrides, and is logged)."""
-    from pipeline.registry import ModelRef
-    from pipeline.stages import gate_scores
+    from pipeline.promote import promote, workspace_gate
 
-    store = _store(args)
-    version = store.resolve(ModelRef(args.name, args.version))
-    extra: dict[str, Any] = {}
-    current = store.aliases(args.name).get(args.to)
-    if args.to == "production" and current is not None and current != version:
-        gate = gate_scores(
-            _workspace(args), store.manifest(args.name, version), store.manifest(args.name, current)
-        )
-        extra["gate"] = gate
-        passed = gate["candidate"] >= gate["production"]
+    p = promote(
+        _store(args),
+        args.name,
+        args.version,
+        args.to,
+        gate_scorer=workspace_gate(lambda: _workspace(args)),
+        force=args.force,
+        reason=args.reason or "",
+        track=not args.no_track,
+    )
+    if p.gate is not None:
+        g = p.gate
         print(
-            f"gate: candidate {args.name}:{version} macro-F1 {gate['candidate']:.4f} vs production "
-            f"{args.name}:{current} {gate['production']:.4f} ({gate['basis']})",
+            f"gate: candidate {p.name}:{p.version} macro-F1 {g['candidate']:.4f} vs production "
+            f"{p.name}:{p.previous} {g['production']:.4f} ({g['basis']})",
             file=sys.stderr,
         )
-        if not passed:
-            if not args.force:
-                print(
-                    f"topics models promote: refused: {args.name}:{version} is worse than production "
-                    "(use --force --reason '...' to override; it is logged)",
-                    file=sys.stderr,
-                )
-                return 1
-            extra["forced"] = True
-    if args.force and not args.reason:
-        print("topics models promote: error: --force needs --reason", file=sys.stderr)
-        return 2
-    store.set_alias(args.name, args.to, version, reason=args.reason or "", extra=extra)
-    print(f"{args.to}: {args.name}:{current} -> {args.name}:{version}", file=sys.stderr)
-    return _sync_mlflow_alias(args, store, args.to, version)
+    if p.refused:
+        print(
+            f"topics models promote: refused: {p.name}:{p.version} is worse than production "
+            "(use --force --reason '...' to override; it is logged)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{p.alias}: {p.name}:{p.previous} -> {p.name}:{p.version}", file=sys.stderr)
+    return _report_promotion(p)
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     """Point production back at the version it pointed to before its last move."""
-    store = _store(args)
-    current = store.aliases(args.name).get("production")
-    previous = store.previous_production(args.name)
-    store.set_alias(
-        args.name,
-        "production",
-        previous,
-        reason=args.reason or "rollback",
-        extra={"rollback": True},
-    )
-    print(
-        f"production: {args.name}:{current} -> {args.name}:{previous} (rollback)", file=sys.stderr
-    )
-    return _sync_mlflow_alias(args, store, "production", previous)
+    from pipeline.promote import rollback
+
+    p = rollback(_store(args), args.name, reason=args.reason or "", track=not args.no_track)
+    print(f"production: {p.name}:{p.previous} -> {p.name}:{p.version} (rollback)", file=sys.stderr)
+    return _report_promotion(p)
 
 
 def cmd_models_diff(args: argparse.Namespace) -> int:
@@ -406,33 +347,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def stage(name: str, func: Any) -> argparse.ArgumentParser:
-        sp = sub.add_parser(
-            name, help=(func.__doc__ or "").splitlines()[0], description=func.__doc__
+    # shared options, declared once
+    exp = argparse.ArgumentParser(add_help=False)
+    exp.add_argument("--exp", default="experiments/default.yaml", help="experiment config (YAML)")
+    exp.add_argument("--build", default="build", help="folder for stage outputs")
+    models = argparse.ArgumentParser(add_help=False)
+    models.add_argument(
+        "--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)"
+    )
+    track = argparse.ArgumentParser(add_help=False)
+    track.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+
+    def command(parent: Any, name: str, func: Any, *parents: Any) -> argparse.ArgumentParser:
+        doc = func.__doc__ or ""
+        sp = parent.add_parser(
+            name, help=doc.splitlines()[0], description=doc, parents=list(parents)
         )
-        sp.add_argument(
-            "--exp", default="experiments/default.yaml", help="experiment config (YAML)"
-        )
-        sp.add_argument("--build", default="build", help="folder for stage outputs")
         sp.set_defaults(func=func)
         return sp
 
-    sp = stage("ingest", cmd_ingest)
+    sp = command(sub, "ingest", cmd_ingest, exp)
     sp.add_argument("--raw", help="folder of raw documents (default: the config's data.raw)")
     sp.add_argument(
         "--update-checksums",
         action="store_true",
         help="record the raw files' sha256 (after a deliberate change)",
     )
-    sp = stage("segment", cmd_segment)
+    sp = command(sub, "segment", cmd_segment, exp)
     sp.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
-    stage("features", cmd_features)
-    stage("train", cmd_train)
-    sp = stage("evaluate", cmd_evaluate)
+    command(sub, "features", cmd_features, exp)
+    command(sub, "train", cmd_train, exp)
+    sp = command(sub, "evaluate", cmd_evaluate, exp)
     sp.add_argument("--no-learning-curve", action="store_true", help="skip the learning curve")
-    sp = stage("register", cmd_register)
-    sp.add_argument("--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)")
-    sp.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    sp = command(sub, "register", cmd_register, exp, models, track)
     sp.add_argument(
         "--format",
         choices=("pickle", "joblib", "skops"),
@@ -443,14 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lp = sub.add_parser("labels", help="check the gold labels")
     lsub = lp.add_subparsers(dest="labels_command", required=True, metavar="SUBCOMMAND")
-    sp = lsub.add_parser(
-        "check", help=cmd_labels_check.__doc__, description=cmd_labels_check.__doc__
-    )
-    sp.add_argument("--exp", default="experiments/default.yaml")
-    sp.add_argument("--build", default="build")
-    sp.set_defaults(func=cmd_labels_check)
+    command(lsub, "check", cmd_labels_check, exp)
 
-    sp = sub.add_parser("predict", help=cmd_predict.__doc__, description=cmd_predict.__doc__)
+    sp = command(sub, "predict", cmd_predict, models)
     sp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or - for stdin")
     sp.add_argument("-o", "--output", help="write JSONL here (atomically) instead of stdout")
     sp.add_argument(
@@ -458,7 +400,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="NAME[@ALIAS|:VERSION] (default: gov-topics@production if promoted, else the latest)",
     )
-    sp.add_argument("--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)")
     sp.add_argument("--text-field", default="text", help="JSONL field holding the text")
     sp.add_argument("--id-field", default="id", help="JSONL field holding the id")
     sp.add_argument("--paragraphs", action="store_true", help="add paragraph-level themes")
@@ -469,43 +410,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (CSV: one score column per theme)",
     )
     sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    sp.set_defaults(func=cmd_predict)
 
     mp = sub.add_parser("models", help="list and inspect model versions")
     msub = mp.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
-    for name, func in (
-        ("list", cmd_models_list),
-        ("show", cmd_models_show),
-        ("promote", cmd_models_promote),
-        ("rollback", cmd_models_rollback),
-        ("diff", cmd_models_diff),
-    ):
-        sp = msub.add_parser(
-            name, help=(func.__doc__ or "").splitlines()[0], description=func.__doc__
-        )
-        sp.add_argument(
-            "--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)"
-        )
-        sp.add_argument("--name", default="gov-topics")
-        sp.set_defaults(func=func)
-        if name == "show":
-            sp.add_argument("version", nargs="?", default="latest", help="version, alias or latest")
-        if name == "promote":
-            sp.add_argument("version", help="version number, alias or latest")
-            sp.add_argument("--to", required=True, choices=("production", "staging"))
-            sp.add_argument("--force", action="store_true", help="override the metric gate")
-            sp.add_argument(
-                "--exp",
-                default="experiments/default.yaml",
-                help="config giving the data and folds for the gate",
-            )
-            sp.add_argument("--build", default="build")
-        if name in ("promote", "rollback"):
-            sp.add_argument("--reason", help="why (kept in the audit log)")
-            sp.add_argument("--no-track", action="store_true", help="do not update MLflow's alias")
-        if name == "diff":
-            sp.add_argument("v1")
-            sp.add_argument("v2")
+    name = argparse.ArgumentParser(add_help=False)
+    name.add_argument("--name", default="gov-topics", help="model name (default gov-topics)")
+    command(msub, "list", cmd_models_list, models, name)
+    sp = command(msub, "show", cmd_models_show, models, name)
+    sp.add_argument("version", nargs="?", default="latest", help="version, alias or latest")
+    sp = command(msub, "promote", cmd_models_promote, models, name, track, exp)
+    sp.add_argument("version", help="version number, alias or latest")
+    sp.add_argument("--to", required=True, choices=("production", "staging"))
+    sp.add_argument("--force", action="store_true", help="override the metric gate")
+    sp.add_argument("--reason", help="why (kept in the audit log)")
+    sp = command(msub, "rollback", cmd_models_rollback, models, name, track)
+    sp.add_argument("--reason", help="why (kept in the audit log)")
+    sp = command(msub, "diff", cmd_models_diff, models, name)
+    sp.add_argument("v1")
+    sp.add_argument("v2")
     return p
 
 

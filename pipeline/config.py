@@ -19,8 +19,6 @@ import yaml
 
 from pipeline.errors import ConfigError
 
-CLASSIFIERS = ("logreg", "linear_svc", "complement_nb", "sgd")
-
 
 @dataclass(frozen=True)
 class SegmenterConfig:
@@ -196,10 +194,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
 def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     """Validate a parsed YAML mapping into an :class:`ExperimentConfig`."""
     cfg: ExperimentConfig = _build(ExperimentConfig, data or {}, source)
-    if cfg.classifier.kind not in CLASSIFIERS:
+    from pipeline.classifiers import KINDS
+
+    if cfg.classifier.kind not in KINDS:
         raise ConfigError(
             f"{source}: classifier.kind {cfg.classifier.kind!r} is not known",
-            f"choose one of {list(CLASSIFIERS)}",
+            f"choose one of {sorted(KINDS)}",
         )
     if cfg.segmenter.backend not in ("jieba", "rjieba"):
         raise ConfigError(

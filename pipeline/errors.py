@@ -6,8 +6,6 @@ and a one-line message.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 
 class GovTopicsError(Exception):
     """Base class: a problem the user can fix, with what to do about it.
@@ -55,8 +53,3 @@ class ModelError(GovTopicsError):
     """A model that cannot be found, loaded or trusted."""
 
     exit_code = 2
-
-
-def where(path: Path | str, line: int | None = None) -> str:
-    """Format a location as ``path`` or ``path:line`` for messages."""
-    return f"{path}:{line}" if line is not None else str(path)

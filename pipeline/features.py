@@ -161,10 +161,6 @@ class LexiconCounter(TransformerMixin, BaseEstimator):
                     out[i, j] += 1
         return out
 
-    def matched_terms(self, doc: SegmentedDoc) -> dict[str, list[str]]:
-        toks = set(doc.tokens)
-        return {t: sorted(terms & toks) for t, terms in zip(self.themes_, self.terms_, strict=True)}
-
     def transform(self, X: Sequence[SegmentedDoc]) -> sp.csr_matrix:
         c = self.counts(X)
         if self.scale == "log":

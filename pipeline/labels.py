@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import DataError
-from pipeline.ingest import Unit, sha1_text
+from pipeline.paragraphs import Unit, sha1_text
 from pipeline.themes import Taxonomy
 
 

@@ -15,35 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.ingest import ingest_text, split_sentences
-from pipeline.textio import normalize_text
-
-
-def split_paragraphs(text: str) -> list[str]:
-    """The paragraphs of a document after the same cleaning ingest applies.
-
-    A text that cleaning would drop entirely (a bare headline, a caption) is scored as it is.
-    Exact repeats are dropped; near-repeats are kept (they cannot change the document's themes).
-    """
-    units = ingest_text("doc", text, near_duplicates=False).units
-    if units:
-        return [u.text for u in units]
-    norm = normalize_text(text).replace("\n", " ")
-    return [norm] if norm else []
-
-
-def _linear_coef(estimator: Any) -> np.ndarray | None:
-    """Coefficients of a linear binary classifier (averaged over calibration folds)."""
-    if hasattr(estimator, "coef_"):
-        return np.asarray(estimator.coef_).ravel()
-    if hasattr(estimator, "model_"):  # CalibratedSVC
-        return _linear_coef(estimator.model_)
-    cals = getattr(estimator, "calibrated_classifiers_", None)
-    if cals:
-        coefs = [_linear_coef(c.estimator) for c in cals]
-        if all(c is not None for c in coefs):
-            return np.mean(np.vstack(coefs), axis=0)  # type: ignore[arg-type]
-    return None
+from pipeline.classifiers import coef_of
+from pipeline.paragraphs import split_paragraphs, split_sentences
 
 
 @dataclass
@@ -53,7 +26,7 @@ class Predictor:
     Parameters
     ----------
     model : sklearn.pipeline.Pipeline
-        ``segment`` → ``features`` (→ ``select``) → ``clf`` as built by :func:`pipeline.train.build_model`.
+        ``segment`` → ``features`` (→ ``select``) → ``clf`` as fitted by :func:`pipeline.train.fit_model`.
     name : str
         Model name and version, copied into every record (e.g. ``"gov-topics:3"``).
     """
@@ -101,7 +74,7 @@ class Predictor:
                 names = names[sel.get_support()]
             self._names = names
             clf = self.model.named_steps["clf"]
-            coefs = [_linear_coef(e) for e in clf.ovr_.estimators_]
+            coefs = [coef_of(e) for e in clf.ovr_.estimators_]
             if all(c is not None for c in coefs):
                 self._coef = np.vstack(coefs)  # type: ignore[arg-type]
         return self._coef, self._names

@@ -15,18 +15,16 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import re
 import shutil
-import subprocess
 import warnings
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, ModelError
 from pipeline.fsutil import atomic_write_text, sha256_file
+from pipeline.provenance import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -37,52 +35,34 @@ SKOPS_ARTEFACT = "model.skops"
 # what separates `topics predict` from a fast start; skops loads only allow-listed types
 ARTEFACTS = {"pickle": "model.pkl", "joblib": ARTEFACT, "skops": SKOPS_ARTEFACT}
 FORMATS = tuple(ARTEFACTS)
-# skops loads only types it is told to trust: our own package's classes, scikit-learn's own
-# callables (such as the chi2 score function) and plain containers
-SKOPS_TRUSTED_PREFIXES = ("pipeline.", "sklearn.")
-SKOPS_TRUSTED_TYPES = ("builtins.frozenset",)
+# skops loads only the types it is told to trust: exactly the types this project builds (the
+# classifier kinds add theirs, pipeline.classifiers), by full name, never by prefix
+SKOPS_PIPELINE_TYPES = frozenset(
+    {
+        "builtins.frozenset",
+        "pipeline.features.FastTfidfVectorizer",
+        "pipeline.features.LexiconCounter",
+        "pipeline.features.TokenNgrams",
+        "pipeline.features.doc_text",
+        "pipeline.segment.Segmenter",
+        "pipeline.train.ThemeClassifier",
+        "pipeline.train._MultiLabelChi2",
+        "sklearn.feature_selection._univariate_selection.chi2",
+        "sklearn.multiclass.OneVsRestClassifier",
+        "sklearn.multiclass._ConstantPredictor",
+        "sklearn.pipeline.FeatureUnion",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._label.LabelBinarizer",
+    }
+)
 MANIFEST = "manifest.json"
 ALIASES = ("production", "staging")
-TRACKED_LIBS = ("scikit-learn", "jieba", "numpy", "scipy", "joblib", "rjieba")
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+?)?(?:(?P<sep>[@:])(?P<ref>[A-Za-z0-9_.-]+))?$")
 
 
 def default_store() -> Path:
     """``$GOV_TOPICS_MODELS`` or ``models/``."""
     return Path(os.environ.get("GOV_TOPICS_MODELS", "models"))
-
-
-def library_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for lib in TRACKED_LIBS:
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def git_commit(root: Path = Path(".")) -> str:
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
 
 def _now() -> str:
@@ -140,12 +120,14 @@ class ModelStore:
         name: str,
         artefact: Path,
         manifest: dict[str, Any],
+        model: Any = None,
         extra_files: dict[str, Path] | None = None,
         fmt: str = "pickle",
     ) -> int:
         """Write a new complete version atomically and return its number.
 
-        ``artefact`` is a joblib file (the train stage's output). ``fmt="pickle"`` (the default)
+        ``artefact`` is the joblib file of the train stage and ``model`` the fitted model loaded
+        from it (loaded here when not given). ``fmt="pickle"`` (the default)
         stores it as a pickle, which loads fastest; ``"joblib"`` copies it as it is; ``"skops"``
         stores the skops format, which loads without running arbitrary code (only allow-listed
         types). Pickle and joblib run code when loaded: load only models you trust (the
@@ -158,21 +140,22 @@ class ModelStore:
         staging = d / f".incoming-{os.getpid()}-{os.urandom(4).hex()}"
         staging.mkdir()
         art_name = ARTEFACTS[fmt]
+        if model is None and fmt != "joblib":
+            import joblib
+
+            model = joblib.load(artefact)
         try:
             if fmt == "joblib":
                 shutil.copyfile(artefact, staging / art_name)
             elif fmt == "pickle":
                 import pickle
 
-                import joblib
-
                 with (staging / art_name).open("wb") as fh:
-                    pickle.dump(joblib.load(artefact), fh, protocol=5)
+                    pickle.dump(model, fh, protocol=5)
             else:
-                import joblib
                 import skops.io as sio
 
-                sio.dump(joblib.load(artefact), staging / art_name)
+                sio.dump(model, staging / art_name)
             for fname, src in (extra_files or {}).items():
                 shutil.copyfile(src, staging / fname)
             _test_pause("after_copy")
@@ -335,11 +318,10 @@ class ModelStore:
 
 def skops_allowed(untrusted: list[str], source: str) -> list[str]:
     """The types skops may load, after checking each against the allow-list."""
-    refused = [
-        t
-        for t in untrusted
-        if not t.startswith(SKOPS_TRUSTED_PREFIXES) and t not in SKOPS_TRUSTED_TYPES
-    ]
+    from pipeline.classifiers import safe_types
+
+    allowed = SKOPS_PIPELINE_TYPES | safe_types()
+    refused = [t for t in untrusted if t not in allowed]
     if refused:
         raise ModelError(
             f"{source}: refusing to load types outside the allow-list: {refused}",
@@ -411,22 +393,6 @@ def diff_versions(store: ModelStore, name: str, v1: int, v2: int) -> dict[str, A
         },
         "training_data_changed": m1.get("training_data_sha256") != m2.get("training_data_sha256"),
     }
-
-
-def same_evaluation_basis(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """True when two versions' CV metrics are comparable as stored: same training data (so the
-    same gold set) and the same folds (folds, repeats, seed)."""
-
-    def basis(m: dict[str, Any]) -> tuple[Any, ...]:
-        ev = m["config"].get("evaluation", {})
-        return (
-            m.get("training_data_sha256"),
-            ev.get("folds"),
-            ev.get("repeats"),
-            m["config"].get("seed"),
-        )
-
-    return basis(a) == basis(b)
 
 
 def _alive(pid: int) -> bool:

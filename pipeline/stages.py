@@ -1,15 +1,17 @@
 """The file-to-file stage runners the CLI and the Makefile call.
 
 Each ``run_<stage>`` reads its inputs from the :class:`~pipeline.workspace.Workspace`, calls the
-stage module's pure functions and writes its output atomically, returning a small summary dict.
+stage module's pure functions and writes its output atomically, returning a small typed result.
+Nothing here decides anything: cleaning is :mod:`pipeline.paragraphs`, the model
+:mod:`pipeline.train`, evaluation :mod:`pipeline.evaluate`, the store :mod:`pipeline.registry`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from pipeline import ingest as ingest_mod
 from pipeline.errors import DataError
 from pipeline.evaluate import EvalData, evaluate_experiment
 from pipeline.features import vocabulary_summary
-from pipeline.fsutil import atomic_write_bytes, atomic_write_text, sha256_file
+from pipeline.fsutil import atomic_write_bytes, atomic_write_text
 from pipeline.labels import (
     Example,
     label_matrix,
@@ -29,19 +31,72 @@ from pipeline.labels import (
     seed_examples,
     written_files,
 )
-from pipeline.registry import DEFAULT_NAME, ModelStore, git_commit, library_versions
+from pipeline.provenance import files_sha256, git_commit, manifest_fields
+from pipeline.registry import DEFAULT_NAME, ModelStore
 from pipeline.segment import SegmentedDoc, Segmenter, dictionary_hash, segment_texts
-from pipeline.train import build_head
+from pipeline.train import build_head, fit_model
 from pipeline.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    documents: int
+    articles: int
+    units: int
+    dropped: dict[str, int]
+    actions: dict[str, int]
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    units: int
+    seed_units: int
+    written_units: int
+    backend: str
+    dictionary_sha256: str
+    user_words: int
+    stopwords: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FeaturesOutcome:
+    n_features: int
+    by_branch: dict[str, int]
+    units: int
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    units: int
+    thresholds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EvaluateOutcome:
+    macro_f1: float
+    macro_f1_seed_only: float
+    baseline_macro_f1: float
+    micro_f1: float
+    document_macro_f1: float
+
+
+@dataclass(frozen=True)
+class RegisterOutcome:
+    name: str
+    version: int
+    path: str
+    mlflow_run_id: str | None
+    macro_f1: float
 
 
 def _dump_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
-def run_ingest(ws: Workspace, raw: Path | None = None) -> dict[str, Any]:
+def run_ingest(ws: Workspace, raw: Path | None = None) -> IngestOutcome:
     raw_dir = raw or ws.data_path(ws.cfg.data.raw)
     result = ingest_mod.ingest_corpus(raw_dir)
     ingest_mod.write_units(result.units, ws.units)
@@ -55,7 +110,7 @@ def run_ingest(ws: Workspace, raw: Path | None = None) -> dict[str, Any]:
         ],
     }
     _dump_json(ws.ingest_report, report)
-    return summary
+    return IngestOutcome(**summary)  # type: ignore[arg-type]
 
 
 def training_examples(ws: Workspace) -> tuple[list[Example], list[Example]]:
@@ -67,16 +122,18 @@ def training_examples(ws: Workspace) -> tuple[list[Example], list[Example]]:
     return seed, written
 
 
-def segmenter_of(ws: Workspace) -> Segmenter:
+def segmenter_of(ws: Workspace, cfg: Any = None) -> Segmenter:
+    """The experiment's segmenter (or ``cfg``'s) with the workspace's dictionary and stopwords."""
+    seg_cfg = (cfg or ws.cfg).segmenter
     return Segmenter(
-        backend=ws.cfg.segmenter.backend,
+        backend=seg_cfg.backend,
         user_words=ws.user_words(),
         stopwords=ws.stopwords(),
-        hmm=ws.cfg.segmenter.hmm,
+        hmm=seg_cfg.hmm,
     )
 
 
-def run_segment(ws: Workspace, jobs: int | None = None) -> dict[str, Any]:
+def run_segment(ws: Workspace, jobs: int | None = None) -> SegmentOutcome:
     seed, written = training_examples(ws)
     examples = seed + written
     seg = segmenter_of(ws)
@@ -99,18 +156,18 @@ def run_segment(ws: Workspace, jobs: int | None = None) -> dict[str, Any]:
             )
         )
     atomic_write_text(ws.segmented, "\n".join(lines) + "\n")
-    meta = {
-        "units": len(examples),
-        "seed_units": len(seed),
-        "written_units": len(written),
-        "backend": seg.backend,
-        "dictionary_sha256": dictionary_hash(seg.backend, seg.user_words, seg.stopwords),
-        "user_words": len(seg.user_words),
-        "stopwords": len(seg.stopwords),
-        "seconds": round(elapsed, 2),
-    }
-    _dump_json(ws.segmented.with_suffix(".meta.json"), meta)
-    return meta
+    outcome = SegmentOutcome(
+        units=len(examples),
+        seed_units=len(seed),
+        written_units=len(written),
+        backend=seg.backend,
+        dictionary_sha256=dictionary_hash(seg.backend, seg.user_words, seg.stopwords),
+        user_words=len(seg.user_words),
+        stopwords=len(seg.stopwords),
+        seconds=round(elapsed, 2),
+    )
+    _dump_json(ws.segmented_meta, outcome.__dict__)
+    return outcome
 
 
 def read_segmented(ws: Workspace) -> tuple[list[Example], list[SegmentedDoc]]:
@@ -132,30 +189,20 @@ def read_segmented(ws: Workspace) -> tuple[list[Example], list[SegmentedDoc]]:
     return examples, docs
 
 
-def run_features(ws: Workspace) -> dict[str, Any]:
+def run_features(ws: Workspace) -> FeaturesOutcome:
+    """Fit the feature union alone to summarise the vocabulary (``vocabulary.json``).
+
+    The model is fitted whole by the train stage; this stage is what a user reads to see which
+    terms the features found per theme, and what MLflow keeps beside each run.
+    """
     examples, docs = read_segmented(ws)
     tax = ws.taxonomy()
     Y = label_matrix(examples, tax.ids)
-    head = build_head(ws.cfg, tax.ids, tax.lexicons())
-    union = head.named_steps["features"]
+    union = build_head(ws.cfg, tax.ids, tax.lexicons()).named_steps["features"]
     X = union.fit_transform(docs, Y)
     summary = vocabulary_summary(union, X, Y, tax.ids)
-    buf = _joblib_bytes(
-        {
-            "features": union,
-            "X": X,
-            "Y": Y,
-            "groups": [e.group for e in examples],
-            "real": np.array([e.source != "written" for e in examples]),
-        }
-    )
-    atomic_write_bytes(ws.features, buf)
     _dump_json(ws.vocabulary, summary)
-    return {
-        "n_features": summary["n_features"],
-        "by_branch": summary["by_branch"],
-        "units": len(examples),
-    }
+    return FeaturesOutcome(summary["n_features"], summary["by_branch"], len(examples))
 
 
 def _joblib_bytes(obj: Any) -> bytes:
@@ -166,40 +213,38 @@ def _joblib_bytes(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def run_train(ws: Workspace) -> dict[str, Any]:
-    """Fit the classifier on the features stage's matrix and assemble the end-to-end model."""
-    saved = joblib.load(ws.require(ws.features, "features"))
+def run_train(ws: Workspace) -> TrainOutcome:
+    """Fit the end-to-end model on the segmented units; write ``model.joblib``."""
+    examples, docs = read_segmented(ws)
     tax = ws.taxonomy()
-    head = build_head(ws.cfg, tax.ids, tax.lexicons())
-    steps = head.steps
-    X, Y, groups = saved["X"], saved["Y"], saved["groups"]
-    Xt = X
-    for name, step in steps[1:-1]:  # optional selection between features and classifier
-        Xt = step.fit_transform(Xt, Y)
-        log.info("fitted %s", name)
-    clf = steps[-1][1].fit(Xt, Y, groups=groups, tune_mask=saved.get("real"))
-    from sklearn.pipeline import Pipeline
-
-    model = Pipeline(
-        [
-            ("segment", segmenter_of(ws).fit()),
-            ("features", saved["features"]),
-            *steps[1:-1],
-            ("clf", clf),
-        ]
+    Y = label_matrix(examples, tax.ids)
+    model = fit_model(
+        ws.cfg,
+        tax.ids,
+        tax.lexicons(),
+        segmenter_of(ws),
+        docs,
+        Y,
+        groups=[e.group for e in examples],
+        tune_mask=np.array([e.source != "written" for e in examples]),
     )
     atomic_write_bytes(ws.classifier, _joblib_bytes(model))
-    return {
-        "units": int(Y.shape[0]),
-        "thresholds": {
-            t: round(float(v), 4) for t, v in zip(tax.ids, clf.thresholds_, strict=True)
-        },
-    }
+    thresholds = model.named_steps["clf"].thresholds_
+    return TrainOutcome(
+        units=int(Y.shape[0]),
+        thresholds={t: round(float(v), 4) for t, v in zip(tax.ids, thresholds, strict=True)},
+    )
 
 
 def eval_data(ws: Workspace) -> EvalData:
     examples, docs = read_segmented(ws)
-    tax = ws.taxonomy()
+    return split_eval_data(examples, docs, ws.taxonomy().ids)
+
+
+def split_eval_data(
+    examples: list[Example], docs: list[SegmentedDoc], themes: list[str]
+) -> EvalData:
+    """Real seed units (scored) and written units (training side only) for evaluation."""
     seed_idx = [i for i, e in enumerate(examples) if e.source == "seed"]
     writ_idx = [i for i, e in enumerate(examples) if e.source != "seed"]
     seed = [examples[i] for i in seed_idx]
@@ -207,14 +252,14 @@ def eval_data(ws: Workspace) -> EvalData:
     return EvalData(
         seed_docs=[docs[i] for i in seed_idx],
         seed=seed,
-        Y_seed=label_matrix(seed, tax.ids),
+        Y_seed=label_matrix(seed, themes),
         written_docs=[docs[i] for i in writ_idx],
         written=written,
-        Y_written=label_matrix(written, tax.ids) if written else np.zeros((0, len(tax.ids)), int),
+        Y_written=label_matrix(written, themes) if written else np.zeros((0, len(themes)), int),
     )
 
 
-def run_evaluate(ws: Workspace, learning_curve: bool = True) -> dict[str, Any]:
+def run_evaluate(ws: Workspace, learning_curve: bool = True) -> EvaluateOutcome:
     tax = ws.taxonomy()
     data = eval_data(ws)
     t0 = time.perf_counter()
@@ -227,25 +272,21 @@ def run_evaluate(ws: Workspace, learning_curve: bool = True) -> dict[str, Any]:
 
     atomic_write_text(ws.report, render_report(report, f"gov-topics: {ws.cfg.name}"))
     write_plots(report, ws.plots)
-    return {
-        "macro_f1": report["model"]["macro_f1"]["mean"],
-        "macro_f1_seed_only": report["model_seed_only"]["macro_f1"]["mean"],
-        "baseline_macro_f1": report["baseline"]["macro_f1"]["mean"],
-        "micro_f1": report["model"]["micro_f1"]["mean"],
-        "document_macro_f1": report["model"]["document_macro_f1"]["mean"],
-    }
+    return EvaluateOutcome(
+        macro_f1=report["model"]["macro_f1"]["mean"],
+        macro_f1_seed_only=report["model_seed_only"]["macro_f1"]["mean"],
+        baseline_macro_f1=report["baseline"]["macro_f1"]["mean"],
+        micro_f1=report["model"]["micro_f1"]["mean"],
+        document_macro_f1=report["model"]["document_macro_f1"]["mean"],
+    )
 
 
 def training_data_sha256(ws: Workspace) -> str:
     """One hash over everything the model learned from: units, gold labels, written corpus."""
-    h = hashlib.sha256()
     paths = [ws.units, ws.data_path(ws.cfg.data.gold)]
     if ws.cfg.data.use_written:
         paths += written_files(ws.data_path(ws.cfg.data.extra))
-    for p in paths:
-        h.update(p.name.encode())
-        h.update(sha256_file(p).encode())
-    return h.hexdigest()
+    return files_sha256(paths)
 
 
 def run_register(
@@ -254,16 +295,15 @@ def run_register(
     name: str = DEFAULT_NAME,
     track: bool = True,
     fmt: str = "pickle",
-) -> dict[str, Any]:
+) -> RegisterOutcome:
     """Save the trained model as a new version with its manifest, and log the run to MLflow."""
     from pipeline import tracking
 
     model_path = ws.require(ws.classifier, "train")
     evaluation = json.loads(ws.require(ws.evaluation, "evaluate").read_text("utf-8"))
-    seg_meta = json.loads(ws.segmented.with_suffix(".meta.json").read_text("utf-8"))
+    seg_meta = json.loads(ws.require(ws.segmented_meta, "segment").read_text("utf-8"))
     tax = ws.taxonomy()
-    model = joblib.load(model_path)
-    clf = model.named_steps["clf"]
+    model = joblib.load(model_path)  # loaded once: the store and MLflow both take this object
     data_sha = training_data_sha256(ws)
     commit = git_commit(ws.root)
     metrics = tracking.metrics_of(evaluation)
@@ -289,100 +329,37 @@ def run_register(
             ],
             root=ws.root,
         )
-    manifest = {
-        "experiment": ws.cfg.name,
-        "config": ws.cfg.to_dict(),
-        "config_sha256": ws.cfg.sha256(),
-        "training_data_sha256": data_sha,
-        "training_units": {"seed": seg_meta["seed_units"], "written": seg_meta["written_units"]},
-        "themes": tax.ids,
-        "themes_sha256": tax.sha256,
-        "thresholds": {t: float(v) for t, v in zip(tax.ids, clf.thresholds_, strict=True)},
-        "segmenter": {
+    manifest = manifest_fields(
+        experiment=ws.cfg.name,
+        config=ws.cfg.to_dict(),
+        config_sha256=ws.cfg.sha256(),
+        training_data_sha256=data_sha,
+        training_units={"seed": seg_meta["seed_units"], "written": seg_meta["written_units"]},
+        themes=tax.ids,
+        themes_sha256=tax.sha256,
+        thresholds=model.named_steps["clf"].thresholds_,
+        segmenter={
             "backend": seg_meta["backend"],
             "dictionary_sha256": seg_meta["dictionary_sha256"],
         },
-        "metrics": metrics,
-        "libraries": library_versions(),
-        "git_commit": commit,
-        "mlflow_run_id": run_id,
-    }
-    model_uri = tracking.log_model(run_id, model_path, root=ws.root) if track and run_id else ""
+        metrics=metrics,
+        commit=commit,
+        mlflow_run_id=run_id,
+    )
+    model_uri = tracking.log_model(run_id, model, model_path, root=ws.root) if run_id else ""
     version = store.add_version(
         name,
         model_path,
         manifest,
+        model,
         {"evaluation.json": ws.evaluation, "report.html": ws.report},
         fmt=fmt,
     )
     vdir = store.model_dir(name) / str(version)
-    if track and run_id:
+    if run_id:
         tracking.log_artifact(run_id, vdir / "manifest.json", root=ws.root)
         mlflow_version = tracking.register_model(model_uri, name, version, root=ws.root)
         store.update_manifest(name, version, mlflow_model_version=mlflow_version)
-    out = {
-        "name": name,
-        "version": version,
-        "path": str(vdir),
-        "mlflow_run_id": run_id,
-        "macro_f1": metrics["macro_f1"],
-    }
-    _dump_json(ws.registered, out)
+    out = RegisterOutcome(name, version, str(vdir), run_id, metrics["macro_f1"])
+    _dump_json(ws.registered, out.__dict__)
     return out
-
-
-def gate_scores(
-    ws: Workspace, candidate: dict[str, Any], production: dict[str, Any]
-) -> dict[str, Any]:
-    """Cross-validated macro-F1 of two versions on the current gold set under the same folds.
-
-    When both versions were evaluated on the same training data with the same folds, their stored
-    figures already are that comparison; otherwise both configs are re-evaluated here with the
-    workspace's folds and seed on the current data.
-    """
-    from pipeline.config import parse_config
-    from pipeline.evaluate import cross_validate, model_fitter
-    from pipeline.registry import same_evaluation_basis
-
-    if same_evaluation_basis(candidate, production):
-        return {
-            "basis": "stored (same training data, folds, repeats and seed)",
-            "candidate": candidate["metrics"]["macro_f1"],
-            "production": production["metrics"]["macro_f1"],
-        }
-    tax = ws.taxonomy()
-    seed_ex, written = training_examples(ws)
-    ev = ws.cfg.evaluation
-    scores = {}
-    for role, man in (("candidate", candidate), ("production", production)):
-        cfg = parse_config(man["config"], f"{man['name']}:{man['version']}")
-        seg = Segmenter(
-            backend=cfg.segmenter.backend,
-            user_words=ws.user_words(),
-            stopwords=ws.stopwords(),
-            hmm=cfg.segmenter.hmm,
-        )
-        use = written if cfg.data.use_written else []
-        docs = segment_texts([e.text for e in seed_ex + use], seg)
-        data = EvalData(
-            seed_docs=docs[: len(seed_ex)],
-            seed=seed_ex,
-            Y_seed=label_matrix(seed_ex, tax.ids),
-            written_docs=docs[len(seed_ex) :],
-            written=use,
-            Y_written=label_matrix(use, tax.ids) if use else np.zeros((0, len(tax.ids)), int),
-        )
-        res = cross_validate(
-            data,
-            model_fitter(cfg, tax.ids, tax.lexicons()),
-            tax.ids,
-            folds=ev.folds,
-            repeats=ev.repeats,
-            seed=ws.cfg.seed,
-            use_written=cfg.data.use_written,
-        )
-        scores[role] = res["macro_f1"]["mean"]
-    return {
-        "basis": f"re-evaluated on the current gold set ({ev.repeats}x{ev.folds} folds, seed {ws.cfg.seed})",
-        **scores,
-    }

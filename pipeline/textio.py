@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
-from pathlib import Path
 
 from pipeline.errors import DataError
 
@@ -68,15 +67,6 @@ def sniff_encoding(head: bytes) -> str:
 def _looks_like_bomless_utf16(data: bytes) -> bool:
     sample = data[:2000]
     return len(sample) >= 4 and sample[1::2].count(0) > len(sample) // 4
-
-
-def read_text(path: Path) -> str:
-    """Read and decode a file, raising :class:`DataError` with the path on failure."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
-    return decode_bytes(data, str(path))
 
 
 def normalize_line(line: str, *, join_cjk: bool = True) -> str:

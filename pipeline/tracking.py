@@ -131,23 +131,24 @@ def log_artifact(run_id: str, path: Path, root: Path = Path(".")) -> None:
         ) from exc
 
 
-def log_model(run_id: str, model_path: Path, root: Path = Path(".")) -> str:
+def log_model(run_id: str, model: Any, model_path: Path, root: Path = Path(".")) -> str:
     """Log the model to a run: the scikit-learn flavour and the pyfunc wrapper (whose ``predict``
-    returns theme scores). Returns the pyfunc model's URI, for :func:`register_model`."""
+    returns theme scores). ``model`` is the fitted pipeline, ``model_path`` its joblib file (the
+    pyfunc's artefact). Returns the pyfunc model's URI, for :func:`register_model`."""
     uri = tracking_uri(root)
     try:
         _client(uri)
-        import joblib
         import mlflow
         import mlflow.pyfunc
         import mlflow.sklearn
         import skops.io as sio
 
         import pipeline as pkg
-        from pipeline.registry import library_versions, skops_allowed
+        from pipeline.classifiers import requirements
+        from pipeline.provenance import library_versions
+        from pipeline.registry import skops_allowed
         from pipeline.serving import ThemeScorer
 
-        model = joblib.load(model_path)
         trusted = skops_allowed(sio.get_untrusted_types(data=sio.dumps(model)), str(model_path))
         libs = library_versions()
         reqs = [
@@ -155,7 +156,7 @@ def log_model(run_id: str, model_path: Path, root: Path = Path(".")) -> str:
             for lib in ("scikit-learn", "jieba", "rjieba", "numpy", "scipy", "joblib", "skops")
             if lib in libs
         ]
-        reqs += ["pyyaml", "pandas"]
+        reqs += ["pyyaml", "pandas", *requirements()]
         mlflow.set_tracking_uri(uri)
         with mlflow.start_run(run_id=run_id):
             mlflow.sklearn.log_model(

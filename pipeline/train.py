@@ -1,7 +1,8 @@
 """Stage 4, train: the multi-label theme classifier and the model pipeline.
 
 :func:`build_model` returns the *unfitted* end-to-end :class:`~sklearn.pipeline.Pipeline`
-(``segment`` → ``features`` → ``clf``): raw text in, theme scores out. :class:`ThemeClassifier`
+(``segment`` → ``features`` → ``clf``): raw text in, theme scores out; :func:`fit_model` fits it
+with ``Pipeline.fit``. The binary classifier inside comes from :mod:`pipeline.classifiers`. :class:`ThemeClassifier`
 wraps one-vs-rest binary classifiers and per-theme decision thresholds that are tuned on inner
 grouped folds of the training data only.
 """
@@ -13,85 +14,18 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_selection import SelectKBest, chi2
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import Pipeline
-from sklearn.svm import LinearSVC
 
-from pipeline.config import ClassifierConfig, ExperimentConfig
-from pipeline.errors import ConfigError
+from pipeline.classifiers import CalibratedSVC, build_estimator
+from pipeline.config import ExperimentConfig
 from pipeline.features import LexiconCounter, build_features
 from pipeline.segment import Segmenter
 
-
-def build_estimator(cfg: ClassifierConfig, seed: int) -> BaseEstimator:
-    """The binary estimator used for each theme, from the experiment's classifier section."""
-    params = dict(cfg.params)
-    try:
-        if cfg.kind == "logreg":
-            params.setdefault("max_iter", 2000)
-            params.setdefault("solver", "liblinear")
-            params.setdefault("C", 4.0)
-            return LogisticRegression(random_state=seed, **params)
-        if cfg.kind == "linear_svc":
-            method = params.pop("calibration", "sigmoid")
-            LinearSVC(**params)  # reject unknown parameters now, with the config's name
-            return CalibratedSVC(svc_params=params, method=method, random_state=seed)
-        if cfg.kind == "complement_nb":
-            return ComplementNB(**params)
-        if cfg.kind == "sgd":
-            params.setdefault("loss", "modified_huber")
-            return SGDClassifier(random_state=seed, **params)
-    except TypeError as exc:
-        raise ConfigError(
-            f"classifier.params {cfg.params} do not fit {cfg.kind}: {exc}",
-            "check the parameter names in scikit-learn's documentation",
-        ) from exc
-    raise ConfigError(f"unknown classifier kind {cfg.kind!r}")
-
-
-class CalibratedSVC(ClassifierMixin, BaseEstimator):
-    """A linear SVM with calibrated probabilities that survives thin themes.
-
-    Calibrates with ``min(cv, positives, negatives)`` folds; a theme with fewer than 2 positive
-    (or negative) units falls back to a balanced logistic regression, which needs no calibration.
-    """
-
-    def __init__(
-        self,
-        *,
-        svc_params: dict[str, Any] | None = None,
-        method: str = "sigmoid",
-        cv: int = 3,
-        random_state: int = 0,
-    ) -> None:
-        self.svc_params = svc_params
-        self.method = method
-        self.cv = cv
-        self.random_state = random_state
-
-    def fit(self, X: Any, y: Any) -> CalibratedSVC:
-        y = np.asarray(y)
-        self.classes_ = np.unique(y)
-        k = min(self.cv, int(np.bincount(y.astype(int)).min())) if len(self.classes_) == 2 else 0
-        if k >= 2:
-            svc = LinearSVC(random_state=self.random_state, **(self.svc_params or {}))
-            self.model_ = CalibratedClassifierCV(svc, method=self.method, cv=k).fit(X, y)
-        else:
-            self.model_ = LogisticRegression(
-                class_weight="balanced", max_iter=2000, solver="liblinear"
-            ).fit(X, y)
-        return self
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return np.asarray(self.model_.predict_proba(X))
-
-    def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.model_.predict(X))
+__all__ = ["CalibratedSVC", "KeywordBaseline", "ThemeClassifier", "build_model", "fit_model"]
 
 
 def best_threshold(y: np.ndarray, scores: np.ndarray, default: float = 0.5) -> float:
@@ -289,7 +223,7 @@ def build_head(
         (
             "clf",
             ThemeClassifier(
-                build_estimator(cfg.classifier, cfg.seed),
+                build_estimator(cfg.classifier.kind, cfg.classifier.params, cfg.seed),
                 themes=tuple(themes),
                 tune_thresholds=cfg.thresholds.tune,
                 inner_folds=cfg.thresholds.inner_folds,
@@ -306,18 +240,10 @@ def build_model(
     cfg: ExperimentConfig,
     themes: Sequence[str],
     lexicons: Mapping[str, Sequence[str]],
-    user_words: tuple[tuple[str, int | None, str | None], ...],
-    stopwords: tuple[str, ...],
+    segmenter: Segmenter,
 ) -> Pipeline:
-    """The unfitted end-to-end model: raw text in, theme scores out."""
-    seg = Segmenter(
-        backend=cfg.segmenter.backend,
-        user_words=user_words,
-        stopwords=stopwords,
-        hmm=cfg.segmenter.hmm,
-    )
-    head = build_head(cfg, themes, lexicons)
-    return Pipeline([("segment", seg), *head.steps])
+    """The unfitted end-to-end model: ``segment`` → ``features`` (→ ``select``) → ``clf``."""
+    return Pipeline([("segment", segmenter), *build_head(cfg, themes, lexicons).steps])
 
 
 class _MultiLabelChi2(SelectKBest):
@@ -351,9 +277,28 @@ def fit_head(
     groups: Sequence[Any],
     tune_mask: Sequence[bool] | np.ndarray | None = None,
 ) -> Pipeline:
-    """Fit a head pipeline, routing ``groups`` and ``tune_mask`` to the threshold tuning."""
-    Xt: Any = docs
-    for _name, step in head.steps[:-1]:
-        Xt = step.fit_transform(Xt, Y)
-    head.steps[-1][1].fit(Xt, Y, groups=list(groups), tune_mask=tune_mask)
-    return head
+    """Fit a head pipeline (``Pipeline.fit``), routing ``groups`` and ``tune_mask`` to the
+    classifier step, whose threshold tuning needs them."""
+    return head.fit(docs, Y, clf__groups=list(groups), clf__tune_mask=tune_mask)
+
+
+def fit_model(
+    cfg: ExperimentConfig,
+    themes: Sequence[str],
+    lexicons: Mapping[str, Sequence[str]],
+    segmenter: Segmenter,
+    docs: Sequence[Any],
+    Y: np.ndarray,
+    groups: Sequence[Any],
+    tune_mask: Sequence[bool] | np.ndarray | None = None,
+) -> Pipeline:
+    """Fit the end-to-end model: raw text in, theme scores out.
+
+    ``docs`` are the training units already segmented by ``segmenter`` (the segment stage's
+    output), so the head is fitted on them directly; the segmenter, which learns nothing, becomes
+    the model's first step and segments raw text the same way at prediction time.
+    """
+    model = build_model(cfg, themes, lexicons, segmenter)
+    fit_head(model[1:], docs, Y, groups, tune_mask)  # a slice shares the model's fitted steps
+    model.named_steps["segment"].fit()
+    return model

@@ -52,8 +52,8 @@ class Workspace:
         return self.exp_dir / "segmented.jsonl"
 
     @property
-    def features(self) -> Path:
-        return self.exp_dir / "features.joblib"
+    def segmented_meta(self) -> Path:
+        return self.exp_dir / "segmented.meta.json"
 
     @property
     def vocabulary(self) -> Path:

@@ -83,3 +83,11 @@ def trained(project: Path) -> Path:
     for stage in ("ingest", "segment", "features", "train", "evaluate", "register"):
         assert run_in(project, stage, "--exp", "experiments/small.yaml") == 0, stage
     return project
+
+
+@pytest.fixture(scope="session")
+def worse_trained(trained: Path) -> Path:
+    """The trained project with the deliberately weak ``worse`` experiment trained too."""
+    for stage in ("segment", "features", "train", "evaluate"):
+        assert run_in(trained, stage, "--exp", "experiments/worse.yaml") == 0, stage
+    return trained

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.ingest import ingest_corpus, ingest_text, split_long, write_checksums
+from pipeline.ingest import ingest_corpus, write_checksums
+from pipeline.paragraphs import ingest_text, split_long
 from pipeline.textio import decode_bytes
 
 from .conftest import SEEDS, raw_text

@@ -22,7 +22,6 @@ def test_every_stage_writes_its_output(trained: Path) -> None:
     b = trained / "build" / "small"
     for name in (
         "segmented.jsonl",
-        "features.joblib",
         "vocabulary.json",
         "model.joblib",
         "evaluation.json",

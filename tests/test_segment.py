@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from pipeline.ingest import ingest_text
+from pipeline.paragraphs import ingest_text
 from pipeline.segment import Segmenter, read_stopwords, read_userdict, segment_texts
 
 from .conftest import SEEDS, raw_text

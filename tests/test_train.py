@@ -53,7 +53,7 @@ def test_too_few_real_positives_fall_back_to_all_units() -> None:
 
 
 def test_calibrated_svc_survives_a_theme_with_two_positives() -> None:
-    from pipeline.train import CalibratedSVC
+    from pipeline.classifiers import CalibratedSVC
 
     rng = np.random.default_rng(0)
     X = rng.normal(0, 1, (40, 3))
@@ -72,7 +72,7 @@ def test_token_ngrams_analyzer_gives_sklearns_word_ngrams_on_real_text() -> None
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     from pipeline.features import TokenNgrams
-    from pipeline.ingest import ingest_text
+    from pipeline.paragraphs import ingest_text
     from pipeline.segment import Segmenter, read_stopwords, read_userdict
 
     from .conftest import SEEDS, raw_text
@@ -105,7 +105,7 @@ def test_fast_vectorizer_transforms_exactly_like_sklearns(branch: str) -> None:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     from pipeline.features import FastTfidfVectorizer, TokenNgrams, doc_text
-    from pipeline.ingest import ingest_text
+    from pipeline.paragraphs import ingest_text
     from pipeline.segment import Segmenter, read_stopwords, read_userdict
 
     from .conftest import SEEDS, raw_text

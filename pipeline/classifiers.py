@@ -1,0 +1,256 @@
+"""Classifier kinds: the one place a binary classifier is declared.
+
+A kind is what ``classifier.kind`` in an experiment file names. Each :class:`ClassifierKind`
+says how to build the per-theme binary estimator from the experiment's ``classifier.params``,
+how to read its linear coefficients (for the evidence terms of a prediction), which types a saved
+model of this kind contains (the skops allow-list of the model store) and which packages it
+needs beyond the core (the MLflow model's requirements). The config, the trainer, the predictor,
+the store and the tracker all read this table, so adding a classifier means adding one entry here
+and one experiment file.
+
+Examples
+--------
+>>> sorted(KINDS)
+['complement_nb', 'linear_svc', 'logreg', 'ridge', 'sgd']
+>>> build_estimator("logreg", {"C": 2.0}, seed=0)
+LogisticRegression(C=2.0, max_iter=2000, random_state=0, solver='liblinear')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.naive_bayes import ComplementNB
+from sklearn.svm import LinearSVC
+
+from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ClassifierKind:
+    """One classifier an experiment may name.
+
+    Parameters
+    ----------
+    name : str
+        The ``classifier.kind`` value.
+    build : callable
+        ``build(params, seed) -> estimator``: the unfitted binary estimator (it must have
+        ``predict_proba``); ``params`` is a copy of the experiment's ``classifier.params``.
+    coef : callable
+        ``coef(fitted_estimator) -> array or None``: the linear coefficients, one per feature,
+        used to explain predictions (``None`` when the model is not linear).
+    types : tuple of str
+        Fully qualified names of the types a fitted estimator of this kind holds, beyond the
+        project's own pipeline types: the skops allow-list, exact names, no prefixes.
+    requirements : tuple of str
+        Extra pip requirements of a saved model of this kind.
+    """
+
+    name: str
+    build: Callable[[dict[str, Any], int], BaseEstimator]
+    coef: Callable[[Any], np.ndarray | None]
+    types: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+
+
+def plain_coef(estimator: Any) -> np.ndarray | None:
+    """``coef_`` of a fitted linear binary classifier, as one row."""
+    coef = getattr(estimator, "coef_", None)
+    return None if coef is None else np.asarray(coef).ravel()
+
+
+def calibrated_coef(estimator: Any) -> np.ndarray | None:
+    """Coefficients of a :class:`CalibratedLinear` (averaged over its calibration folds)."""
+    inner = getattr(estimator, "model_", estimator)
+    cals = getattr(inner, "calibrated_classifiers_", None)
+    if cals:
+        coefs = [plain_coef(c.estimator) for c in cals]
+        if all(c is not None for c in coefs):
+            return np.mean(np.vstack(coefs), axis=0)  # type: ignore[arg-type]
+        return None
+    return plain_coef(inner)  # the fallback for a thin theme
+
+
+class CalibratedLinear(ClassifierMixin, BaseEstimator):
+    """A linear margin classifier with calibrated probabilities that survives thin themes.
+
+    Calibrates with ``min(cv, positives, negatives)`` folds; a theme with fewer than 2 positive
+    (or negative) units falls back to a balanced logistic regression, which needs no calibration.
+    Subclasses name the margin classifier in :meth:`_base`.
+    """
+
+    def __init__(
+        self,
+        *,
+        svc_params: dict[str, Any] | None = None,
+        method: str = "sigmoid",
+        cv: int = 3,
+        random_state: int = 0,
+    ) -> None:
+        self.svc_params = svc_params
+        self.method = method
+        self.cv = cv
+        self.random_state = random_state
+
+    def _base(self) -> BaseEstimator:
+        raise NotImplementedError
+
+    def fit(self, X: Any, y: Any) -> CalibratedLinear:
+        y = np.asarray(y)
+        self.classes_ = np.unique(y)
+        k = min(self.cv, int(np.bincount(y.astype(int)).min())) if len(self.classes_) == 2 else 0
+        if k >= 2:
+            self.model_ = CalibratedClassifierCV(self._base(), method=self.method, cv=k).fit(X, y)
+        else:
+            self.model_ = LogisticRegression(
+                class_weight="balanced", max_iter=2000, solver="liblinear"
+            ).fit(X, y)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.model_.predict_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.model_.predict(X))
+
+
+class CalibratedSVC(CalibratedLinear):
+    """A linear SVM (``LinearSVC``) with calibrated probabilities; see :class:`CalibratedLinear`."""
+
+    def _base(self) -> BaseEstimator:
+        return LinearSVC(random_state=self.random_state, **(self.svc_params or {}))
+
+
+class CalibratedRidge(CalibratedLinear):
+    """A ridge classifier with calibrated probabilities; see :class:`CalibratedLinear`.
+
+    ``svc_params`` are :class:`~sklearn.linear_model.RidgeClassifier`'s parameters.
+    """
+
+    def _base(self) -> BaseEstimator:
+        return RidgeClassifier(random_state=self.random_state, **(self.svc_params or {}))
+
+
+def _logreg(params: dict[str, Any], seed: int) -> BaseEstimator:
+    params.setdefault("max_iter", 2000)
+    params.setdefault("solver", "liblinear")
+    params.setdefault("C", 4.0)
+    return LogisticRegression(random_state=seed, **params)
+
+
+def _calibrated(cls: type[CalibratedLinear], base: type[BaseEstimator]) -> Callable[..., Any]:
+    def build(params: dict[str, Any], seed: int) -> BaseEstimator:
+        method = params.pop("calibration", "sigmoid")
+        base(**params)  # reject unknown parameters now, with the config's name
+        return cls(svc_params=params, method=method, random_state=seed)
+
+    return build
+
+
+def _sgd(params: dict[str, Any], seed: int) -> BaseEstimator:
+    params.setdefault("loss", "modified_huber")
+    return SGDClassifier(random_state=seed, **params)
+
+
+_CALIBRATION = (
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.isotonic.IsotonicRegression",
+    "sklearn.linear_model._logistic.LogisticRegression",  # the thin-theme fallback
+)
+
+KINDS: Mapping[str, ClassifierKind] = {
+    k.name: k
+    for k in (
+        ClassifierKind(
+            "logreg", _logreg, plain_coef, ("sklearn.linear_model._logistic.LogisticRegression",)
+        ),
+        ClassifierKind(
+            "linear_svc",
+            _calibrated(CalibratedSVC, LinearSVC),
+            calibrated_coef,
+            ("pipeline.classifiers.CalibratedSVC", "sklearn.svm._classes.LinearSVC", *_CALIBRATION),
+        ),
+        ClassifierKind(
+            "ridge",
+            _calibrated(CalibratedRidge, RidgeClassifier),
+            calibrated_coef,
+            (
+                "pipeline.classifiers.CalibratedRidge",
+                "sklearn.linear_model._ridge.RidgeClassifier",
+                *_CALIBRATION,
+            ),
+        ),
+        ClassifierKind(
+            "complement_nb",
+            lambda params, seed: ComplementNB(**params),
+            lambda est: None,
+            ("sklearn.naive_bayes.ComplementNB",),
+        ),
+        ClassifierKind(
+            "sgd",
+            _sgd,
+            plain_coef,
+            (
+                "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+                "sklearn.linear_model._sgd_fast.ModifiedHuber",
+                "sklearn.linear_model._sgd_fast.Hinge",
+                "sklearn.linear_model._sgd_fast.Log",
+            ),
+        ),
+    )
+}
+
+
+def kind(name: str) -> ClassifierKind:
+    """The classifier kind called ``name``."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ConfigError(
+            f"classifier.kind {name!r} is not known", f"choose one of {sorted(KINDS)}"
+        ) from None
+
+
+def build_estimator(name: str, params: Mapping[str, Any], seed: int) -> BaseEstimator:
+    """The unfitted binary estimator of kind ``name`` with the experiment's parameters."""
+    k = kind(name)
+    try:
+        return k.build(dict(params), seed)
+    except TypeError as exc:
+        raise ConfigError(
+            f"classifier.params {dict(params)} do not fit {name}: {exc}",
+            "check the parameter names in scikit-learn's documentation",
+        ) from exc
+
+
+def coef_of(estimator: Any) -> np.ndarray | None:
+    """The linear coefficients of a fitted binary estimator of any kind (``None`` if none)."""
+    name = _qualname(estimator)
+    for k in KINDS.values():
+        if k.types and k.types[0] == name:
+            return k.coef(estimator)
+    return plain_coef(estimator)
+
+
+def safe_types() -> frozenset[str]:
+    """Every type any classifier kind may hold (the kinds' part of the skops allow-list)."""
+    return frozenset(t for k in KINDS.values() for t in k.types)
+
+
+def requirements() -> tuple[str, ...]:
+    """Extra requirements of every kind, for the MLflow model."""
+    return tuple(sorted({r for k in KINDS.values() for r in k.requirements}))
+
+
+def _qualname(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"

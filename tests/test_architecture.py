@@ -1,0 +1,108 @@
+"""ARCHITECTURE.md's import rules, checked on every module's source (imports inside functions
+count too) and on a real interpreter."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
+MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+SCORING_PATH = ("predict", "batch", "documents", "paragraphs", "registry")
+NEVER_ON_SCORING_PATH = {
+    "ingest",
+    "labels",
+    "stages",
+    "evaluate",
+    "report",
+    "workspace",
+    "tracking",
+    "serving",
+    "promote",
+    "cli",
+}
+
+
+def imports_of(module: str) -> set[str]:
+    """Every module ``module`` imports, anywhere in its source (``pipeline.x`` as ``x``)."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text("utf-8"))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "pipeline":
+                out.update(a.name for a in node.names)
+            else:
+                out.add(node.module)
+    return {m.removeprefix("pipeline.") for m in out}
+
+
+def internal(module: str) -> set[str]:
+    return {m for m in imports_of(module) if m in MODULES}
+
+
+def reachable(start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        m = todo.pop()
+        for dep in internal(m) - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+def test_the_rules_see_real_imports() -> None:
+    # the checker itself must find what is there, or every rule below passes vacuously
+    assert "paragraphs" in internal("predict")
+    assert "mlflow" in {m.split(".")[0] for m in imports_of("tracking")}
+    assert "registry" in reachable("batch")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_only_tracking_and_serving_import_mlflow(module: str) -> None:
+    roots = {m.split(".")[0] for m in imports_of(module)}
+    assert ("mlflow" in roots) == (module in ("tracking", "serving")), module
+
+
+@pytest.mark.parametrize("module", SCORING_PATH)
+def test_scoring_path_never_reaches_training_or_tracking_code(module: str) -> None:
+    bad = reachable(module) & NEVER_ON_SCORING_PATH
+    assert not bad, f"{module} reaches {sorted(bad)}"
+
+
+def test_paragraphs_is_pure_text_code() -> None:
+    allowed = {"__future__", "hashlib", "json", "re", "collections", "dataclasses", "textio"}
+    assert imports_of("paragraphs") <= allowed
+    assert reachable("paragraphs") <= {"textio", "errors"}
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m != "cli"])
+def test_nothing_imports_the_cli(module: str) -> None:
+    assert "cli" not in internal(module)
+
+
+def test_classifier_table_imports_only_errors() -> None:
+    assert internal("classifiers") <= {"errors"}
+
+
+def test_scoring_a_document_loads_neither_mlflow_nor_training_code() -> None:
+    code = (
+        "import sys\n"
+        "from pipeline.predict import predict_batch\n"
+        "from pipeline.batch import run_batch\n"
+        "from pipeline.registry import ModelStore\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'mlflow' or m in "
+        "('pipeline.ingest', 'pipeline.stages', 'pipeline.evaluate', 'pipeline.labels')]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
