@@ -34,7 +34,7 @@ define status
 endef
 
 .PHONY: help all install ingest segment features train evaluate register predict-sample \
-        labels test lint ui sweep bench check-unchanged clean
+        labels test lint ui sweep bench check-unchanged clean vectors
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,29 +58,39 @@ build/units.jsonl: $(RAW) $(P)/ingest.py $(P)/paragraphs.py $(P)/textio.py $(COR
 ingest: build/units.jsonl ## stage 1: raw documents -> clean paragraph units
 	$(call status,$^)
 
-$(B)/segmented.jsonl: build/units.jsonl seeds/gold.jsonl $(WRITTEN) $(LEXICON) $(EXP) $(P)/segment.py $(P)/labels.py $(CORE)
+REAL      := $(wildcard seeds/real/*.jsonl)
+
+$(B)/segmented.jsonl: build/units.jsonl seeds/gold.jsonl $(WRITTEN) $(REAL) $(LEXICON) $(EXP) $(P)/segment.py $(P)/labels.py $(CORE)
 	@mkdir -p $(B)
 	$(TOPICS) segment $(ARGS)
 
 segment: $(B)/segmented.jsonl ## stage 2: jieba segmentation (all cores)
 	$(call status,build/units.jsonl $^)
 
-$(B)/vocabulary.json: $(B)/segmented.jsonl $(THEMES) $(EXP) $(MODEL_SRC) $(CORE)
+VECTORS := $(if $(shell grep -s 'vectors: *{enabled: *true' $(EXP)),build/vectors/pool.npz)
+
+build/vectors/pool.npz: seeds/pool/pool.jsonl.gz seeds/userdict.txt seeds/stopwords.txt $(P)/vectors.py | $(VENV)/.installed
+	$(TOPICS) vectors $(ARGS)
+
+vectors: build/vectors/pool.npz ## word2vec on the unlabelled pool (for experiments with vector features)
+	$(call status,$^)
+
+$(B)/vocabulary.json: $(B)/segmented.jsonl $(VECTORS) $(THEMES) $(EXP) $(MODEL_SRC) $(CORE)
 	$(TOPICS) features $(ARGS)
 
 features: $(B)/vocabulary.json ## stage 3: TF-IDF and lexicon features: vocabulary summary per theme
 	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
 
-$(B)/model.joblib: $(B)/segmented.jsonl $(THEMES) $(EXP) $(MODEL_SRC) $(CORE)
+$(B)/model.joblib: $(B)/segmented.jsonl $(VECTORS) $(THEMES) $(EXP) $(MODEL_SRC) $(P)/evidence.py $(CORE)
 	$(TOPICS) train $(ARGS)
 
 train: $(B)/model.joblib ## stage 4: fit the end-to-end model (EXP=experiments/<name>.yaml)
 	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
 
-$(B)/evaluation.json: $(B)/segmented.jsonl $(THEMES) $(EXP) $(MODEL_SRC) $(P)/evaluate.py $(P)/report.py $(CORE)
+$(B)/evaluation.json: $(B)/segmented.jsonl $(VECTORS) $(THEMES) $(EXP) $(MODEL_SRC) $(P)/evaluate.py $(P)/sources.py $(P)/report.py $(CORE)
 	$(TOPICS) evaluate $(ARGS)
 
-evaluate: $(B)/evaluation.json ## stage 5: grouped cross-validation on the seed units (+ report.html)
+evaluate: $(B)/evaluation.json ## stage 5: leave-one-source-out on the real units, seed-unit CV (+ report.html)
 	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
 
 $(B)/registered.json: $(B)/model.joblib $(B)/evaluation.json $(B)/vocabulary.json $(P)/registry.py $(P)/tracking.py $(P)/provenance.py
@@ -95,14 +105,16 @@ register: $(B)/registered.json ## stage 6: save a new model version under models
 
 EXPERIMENTS := $(wildcard experiments/*.yaml)
 
-sweep: $(VENV)/.installed ## train, evaluate and register every experiments/*.yaml; compare in MLflow (make ui)
+sweep: $(VENV)/.installed ## evaluate and register every experiments/*.yaml; rank them out of source (experiments/SWEEP.md)
 	@for f in $(EXPERIMENTS); do echo "== $$f"; $(MAKE) --no-print-directory register EXP=$$f || exit 1; done
+	$(BIN)/python scripts/sweep_table.py
 	$(TOPICS) models list
 
 bench: $(VENV)/.installed ## measure prediction speed and memory: bench/results.json, bench/README.md
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory train EXP=experiments/jieba.yaml
 	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/bench_queue.py
 
 predict-sample: register ## predict the themes of a seed document with the model just registered
 	$(TOPICS) predict $(SAMPLE) --model "gov-topics:$$(sed -n 's/.*"version": *\([0-9]*\).*/\1/p' $(B)/registered.json)"

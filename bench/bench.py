@@ -76,14 +76,21 @@ def _tree_memory_kb(pid: int) -> tuple[int, int]:
 
 
 def run_predict(args: list[str], watch_memory: bool = False) -> tuple[float, int, int]:
+    """:func:`run_command` for ``topics predict``."""
+    return run_command("predict", args, watch_memory)
+
+
+def run_command(
+    command: str, args: list[str], watch_memory: bool = False
+) -> tuple[float, int, int]:
     """Wall time and, with ``watch_memory``, peak resident memory (whole process tree: RSS sum,
-    PSS sum, in KB) of one ``topics predict``.
+    PSS sum, in KB) of one ``topics COMMAND``.
 
     Memory is watched in runs of its own: reading a process's memory map takes the kernel lock
     that its page faults need, so a watched run is slower and its time is not used."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [str(BIN / "topics"), "predict", *args],
+        [str(BIN / "topics"), command, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,7 +113,7 @@ def run_predict(args: list[str], watch_memory: bool = False) -> tuple[float, int
     if watch_memory:
         th.join()
     if proc.returncode != 0:
-        raise SystemExit(f"topics predict {' '.join(args)} failed:\n{err}")
+        raise SystemExit(f"topics {command} {' '.join(args)} failed:\n{err}")
     return time.perf_counter() - t0, peak_rss, peak_pss
 
 

@@ -37,16 +37,21 @@ class Renderer:
 
     fmt: str
     themes: tuple[str, ...]
+    fields: tuple[str, ...] = ()  # a plain table of these fields instead of prediction columns
 
     def header(self) -> str:
         if self.fmt != "csv":
             return ""
+        if self.fields:
+            return self._row(list(self.fields))
         cols = ["id", "source", "themes", *[f"score_{t}" for t in self.themes]]
         return self._row([*cols, "evidence", "model", "error"])
 
     def render(self, rec: dict[str, Any]) -> str:
         if self.fmt != "csv":
             return json.dumps(rec, ensure_ascii=False) + "\n"
+        if self.fields:
+            return self._row([_cell(rec.get(f)) for f in self.fields])
         scores = rec.get("scores", {})
         return self._row(
             [
@@ -67,11 +72,23 @@ class Renderer:
         return buf.getvalue()
 
 
-class RecordWriter:
-    """Writes prediction records as JSONL or CSV to a file (atomically) or to stdout."""
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value
 
-    def __init__(self, out: str | None, fmt: str, themes: Sequence[str]) -> None:
-        self.renderer = Renderer(fmt, tuple(themes))
+
+class RecordWriter:
+    """Writes records as JSONL or CSV to a file (atomically) or to stdout."""
+
+    def __init__(
+        self, out: str | None, fmt: str, themes: Sequence[str], fields: Sequence[str] = ()
+    ) -> None:
+        self.renderer = Renderer(fmt, tuple(themes), tuple(fields))
         self.out = Path(out) if out else None
         self._tmp: str | None = None
         if self.out is not None:

@@ -11,7 +11,7 @@ and one experiment file.
 Examples
 --------
 >>> sorted(KINDS)
-['complement_nb', 'linear_svc', 'logreg', 'ridge', 'sgd']
+['complement_nb', 'fasttext', 'linear_svc', 'logreg', 'ridge', 'sgd']
 >>> build_estimator("logreg", {"C": 2.0}, seed=0)
 LogisticRegression(C=2.0, max_iter=2000, random_state=0, solver='liblinear')
 """
@@ -51,6 +51,9 @@ class ClassifierKind:
         project's own pipeline types: the skops allow-list, exact names, no prefixes.
     requirements : tuple of str
         Extra pip requirements of a saved model of this kind.
+    input : {"features", "tokens"}
+        What the estimator reads: the experiment's feature union (TF-IDF, lexicon, vectors), or
+        each unit's tokens as one space-separated string (a model with its own text features).
     """
 
     name: str
@@ -58,6 +61,7 @@ class ClassifierKind:
     coef: Callable[[Any], np.ndarray | None]
     types: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()
+    input: str = "features"
 
 
 def plain_coef(estimator: Any) -> np.ndarray | None:
@@ -138,6 +142,123 @@ class CalibratedRidge(CalibratedLinear):
         return RidgeClassifier(random_state=self.random_state, **(self.svc_params or {}))
 
 
+class FastTextBinary(ClassifierMixin, BaseEstimator):
+    """fastText's supervised classifier for one theme, on token strings.
+
+    fastText learns its own word and word-n-gram embeddings from the labelled text (Joulin et
+    al., "Bag of Tricks for Efficient Text Classification"): the usual peer of a linear TF-IDF
+    model. Single-threaded with a fixed seed, so a fit is reproducible. The trained model is kept
+    as bytes (``model_bytes_``), so it pickles with the pipeline.
+    """
+
+    def __init__(
+        self,
+        *,
+        epoch: int = 25,
+        lr: float = 0.5,
+        dim: int = 50,
+        word_ngrams: int = 2,
+        min_count: int = 1,
+        bucket: int = 50000,
+        random_state: int = 0,
+    ) -> None:
+        self.bucket = bucket
+        self.epoch = epoch
+        self.lr = lr
+        self.dim = dim
+        self.word_ngrams = word_ngrams
+        self.min_count = min_count
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> FastTextBinary:
+        import os
+        import tempfile
+
+        import fasttext
+
+        y = np.asarray(y).astype(int)
+        self.classes_ = np.unique(y)
+        with tempfile.TemporaryDirectory() as tmp:
+            train = os.path.join(tmp, "train.txt")
+            with open(train, "w", encoding="utf-8") as fh:
+                for text, label in zip(X, y, strict=True):
+                    fh.write(f"__label__{label} {_one_line(text)}\n")
+            model, lr = None, self.lr
+            self.prior_: float | None = None
+            while model is None:
+                try:
+                    model = self._train(fasttext, train, lr)
+                except RuntimeError as exc:  # "Encountered NaN": the rate diverged on this data
+                    if "NaN" not in str(exc):
+                        raise
+                    if lr < self.lr / 16:  # it never converged: predict the theme's prevalence
+                        self.lr_used_ = 0.0
+                        self.prior_ = float(y.mean())
+                        self.model_bytes_ = b""
+                        return self
+                    lr /= 2
+            self.lr_used_ = lr
+            path = os.path.join(tmp, "model.bin")
+            model.save_model(path)
+            with open(path, "rb") as fh:
+                self.model_bytes_ = fh.read()
+        self.__dict__["_model"] = model
+        return self
+
+    def _train(self, fasttext: Any, train: str, lr: float) -> Any:
+        return fasttext.train_supervised(
+            input=train,
+            epoch=self.epoch,
+            lr=lr,
+            dim=self.dim,
+            wordNgrams=self.word_ngrams,
+            minCount=self.min_count,
+            bucket=self.bucket,  # hashed word n-grams: fastText's 2M default is 400 MB
+            thread=1,
+            seed=self.random_state,
+            verbose=0,
+        )
+
+    def _loaded(self) -> Any:
+        model = self.__dict__.get("_model")
+        if model is None:
+            import os
+            import tempfile
+
+            import fasttext
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "model.bin")
+                with open(path, "wb") as fh:
+                    fh.write(self.model_bytes_)
+                model = self.__dict__["_model"] = fasttext.load_model(path)
+        return model
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_model", None)
+        return state
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        texts = [_one_line(t) for t in X]
+        p1 = np.zeros(len(texts))
+        if getattr(self, "prior_", None) is not None:
+            p1[:] = self.prior_
+        elif texts:
+            labels, probs = self._loaded().predict(texts, k=2)
+            for i, (ls, ps) in enumerate(zip(labels, probs, strict=True)):
+                p1[i] = dict(zip(ls, ps, strict=True)).get("__label__1", 0.0)
+        p1 = np.clip(p1, 0.0, 1.0)
+        return np.column_stack([1.0 - p1, p1])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+def _one_line(text: Any) -> str:
+    return str(text).replace("\n", " ")
+
+
 def _logreg(params: dict[str, Any], seed: int) -> BaseEstimator:
     params.setdefault("max_iter", 2000)
     params.setdefault("solver", "liblinear")
@@ -194,6 +315,14 @@ KINDS: Mapping[str, ClassifierKind] = {
             lambda params, seed: ComplementNB(**params),
             lambda est: None,
             ("sklearn.naive_bayes.ComplementNB",),
+        ),
+        ClassifierKind(
+            "fasttext",
+            lambda params, seed: FastTextBinary(random_state=seed, **params),
+            lambda est: None,
+            ("pipeline.classifiers.FastTextBinary",),
+            requirements=("fasttext-numpy2",),
+            input="tokens",
         ),
         ClassifierKind(
             "sgd",

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import GovTopicsError
+from pipeline.errors import GovTopicsError, UsageError
 
 log = logging.getLogger("pipeline")
 
@@ -65,7 +65,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     m = run_segment(ws, jobs=args.jobs)
     print(
-        f"segment: {m.units} units ({m.seed_units} seed, {m.written_units} written) with "
+        f"segment: {m.units} units ({m.seed_units} seed, {m.written_units} written, "
+        f"{m.real_units} real pool units to train on) with "
         f"{m.backend} in {m.seconds}s; dictionary sha256 {m.dictionary_sha256[:12]}",
         file=sys.stderr,
     )
@@ -86,6 +87,19 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vectors(args: argparse.Namespace) -> int:
+    """Train domain word vectors (word2vec) on the unlabelled pool for `vectors` features."""
+    from pipeline.stages import run_vectors
+
+    s = run_vectors(_workspace(args))
+    print(
+        f"vectors: {s.words} words x {s.dim} from {s.paragraphs} pool paragraphs in {s.seconds}s "
+        f"-> {s.path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Fit the multi-label classifier and tune its per-theme thresholds."""
     from pipeline.stages import run_train
@@ -100,11 +114,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Grouped cross-validation on the real seed units; write the JSON report."""
+    """Out-of-source evaluation on the real units (leave one source out) and grouped
+    cross-validation on the seed units; write the JSON and HTML reports."""
     from pipeline.stages import run_evaluate
 
     ws = _workspace(args)
     s = run_evaluate(ws, learning_curve=not args.no_learning_curve)
+    if s.out_of_source_macro_f1 is not None:
+        print(
+            f"evaluate (leave one source out, real units): macro-F1 {s.out_of_source_macro_f1:.3f} "
+            f"(keyword baseline {s.out_of_source_baseline_macro_f1:.3f})",
+            file=sys.stderr,
+        )
     print(
         f"evaluate ({ws.cfg.evaluation.repeats}x{ws.cfg.evaluation.folds}-fold grouped CV on seed units): "
         f"macro-F1 {s.macro_f1:.3f} (seed units only: {s.macro_f1_seed_only:.3f}; "
@@ -132,7 +153,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_labels_check(args: argparse.Namespace) -> int:
     """Check the gold labels: every unit labelled, known theme ids, no stale sha1s."""
     from pipeline.ingest import read_units
-    from pipeline.labels import check_labels, load_gold, load_written
+    from pipeline.labels import check_labels, load_gold, load_real, load_written
 
     ws = _workspace(args)
     tax = ws.taxonomy()
@@ -142,14 +163,18 @@ def cmd_labels_check(args: argparse.Namespace) -> int:
         load_gold(ws.data_path(ws.cfg.data.gold)),
         load_written(ws.data_path(ws.cfg.data.extra)),
         tax,
+        load_real(ws.data_path(ws.cfg.data.real)) if ws.cfg.data.real else [],
     )
     print(
         f"seed: {rep.seed_units} units ({rep.seed_unlabelled} with no theme); "
-        f"written: {rep.written_units} units ({rep.written_unlabelled} with no theme)"
+        f"written: {rep.written_units} units ({rep.written_unlabelled} with no theme); "
+        f"real: {rep.real_units} units ({rep.real_unlabelled} with no theme)"
     )
-    print(f"  {'theme':<12} {'seed':>6} {'written':>8}")
+    print(f"  {'theme':<12} {'seed':>6} {'written':>8} {'real':>6}")
     for t in tax.ids:
-        print(f"  {t:<12} {rep.seed_counts[t]:>6} {rep.written_counts[t]:>8}")
+        print(
+            f"  {t:<12} {rep.seed_counts[t]:>6} {rep.written_counts[t]:>8} {rep.real_counts[t]:>6}"
+        )
     if rep.problems:
         for p in rep.problems:
             print(f"problem: {p}", file=sys.stderr)
@@ -224,6 +249,136 @@ def cmd_predict(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0 if summary.errors == 0 else 1
+
+
+def cmd_labels_import(args: argparse.Namespace) -> int:
+    """Import one labelling pass of a batch (the queue's file with `labels` filled in): the
+    whole file is validated first (unknown theme ids, unfilled labels, edited text, duplicates)
+    and nothing is imported if any line is wrong."""
+    from pipeline.labels import import_pass
+
+    ws = _workspace(args)
+    batch = args.batch or Path(args.file).name.split(".")[0]
+    r = import_pass(
+        Path(args.file), ws.taxonomy(), ws.data_path(ws.cfg.data.passes), batch, args.pass_id
+    )
+    print(f"labels import: {r.units} units of batch {r.batch}, pass {r.pass_id} -> {r.path}")
+    return 0
+
+
+def cmd_labels_adjudicate(args: argparse.Namespace) -> int:
+    """Agreement (Cohen's kappa per theme) between passes A and B of a batch; write the
+    disagreements for a third decision, and with --decisions (that file, decided) write the
+    adjudicated labels into the real labelled corpus."""
+    from pipeline.labels import adjudicate
+
+    ws = _workspace(args)
+    r = adjudicate(
+        ws.taxonomy(),
+        ws.data_path(ws.cfg.data.passes),
+        ws.data_path(ws.cfg.data.real),
+        args.batch,
+        Path(args.decisions) if args.decisions else None,
+    )
+    ag = r.agreement
+    print(f"batch {args.batch}: {ag['units']} units, {ag['exact']} with identical label sets")
+    print("  " + "  ".join(f"{t} {k:.3f}" for t, k in ag["kappa"].items()) + "  (Cohen's kappa)")
+    if r.pending is not None:
+        print(
+            f"{r.disagreements} disagreement(s) to decide: fill `labels` and `reason` in "
+            f"{r.pending}, then run again with --decisions {r.pending}"
+        )
+        return 1
+    print(f"adjudicated {r.disagreements} disagreement(s); labelled units -> {r.written}")
+    return 0
+
+
+def _queue_report(args: argparse.Namespace) -> int:
+    """What the queue bought: out-of-source macro-F1 at equal numbers of real training units,
+    queue-chosen against random (from the experiment's last evaluation)."""
+    ws = _workspace(args)
+    ev = json.loads(ws.require(ws.evaluation, "evaluate").read_text("utf-8"))
+    curve = (ev.get("out_of_source") or {}).get("queue_curve")
+    if not curve:
+        raise UsageError(
+            f"{ws.evaluation} has no queue curve",
+            "label a queue batch into the real corpus, set evaluation.queue_curve in the "
+            "experiment and run `make evaluate`",
+        )
+    print(f"{'fraction':>8}  {'units':>6}  {'random':>7}  {'units':>6}  {'queue':>7}  gain")
+    for p in curve:
+        print(
+            f"{p['fraction']:>8.2f}  {p['random_real_training_units']:>6}  "
+            f"{p['random_macro_f1']:>7.3f}  {p['queue_real_training_units']:>6}  "
+            f"{p['queue_macro_f1']:>7.3f}  {p['queue_macro_f1'] - p['random_macro_f1']:+.3f}"
+        )
+    print(f"chart: {ws.plots / 'learning_real.png'}; report: {ws.report}")
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    """Propose the unlabelled paragraphs most worth labelling next (the label queue): read
+    documents in any input format predict reads, cut them into units, skip every unit already
+    labelled in the experiment's data, and write N units with the model's proposed themes and an
+    empty `labels` field."""
+    from pipeline.batch import RecordWriter
+    from pipeline.documents import DocumentError, iter_documents
+    from pipeline.paragraphs import split_paragraphs
+    from pipeline.queue import candidates_from, select
+    from pipeline.registry import parse_ref
+    from pipeline.stages import labelled_fingerprints
+
+    if args.report:
+        return _queue_report(args)
+    if not args.paths:
+        raise UsageError("give the unlabelled documents to choose from", "e.g. seeds/pool/")
+    store = _store(args)
+    ref = parse_ref(args.model)
+    if args.model is None and "production" in store.aliases(ref.name):
+        ref = parse_ref(f"{ref.name}@production")
+    model, manifest = store.load(ref)
+    ws = _workspace(args)
+    errors: list[DocumentError] = []
+
+    def units() -> Any:
+        items = iter_documents(args.paths, text_field=args.text_field, id_field=args.id_field)
+        for c in candidates_from(items, split_paragraphs):
+            if isinstance(c, DocumentError):
+                errors.append(c)
+                print(f"topics queue: {c.source}: {c.error}", file=sys.stderr)
+            else:
+                yield c
+
+    batch = select(
+        model,
+        units(),
+        args.n,
+        strategy=args.strategy,
+        random_share=args.random_share,
+        seed=args.seed,
+        exclude=labelled_fingerprints(ws),
+    )
+    fields = ["id", "text", "labels", "proposed", "selected_by", "uncertainty", "source"]
+    fields += ["repo", "commit", "path", "file", "doctype", "region", "year"]
+    writer = RecordWriter(args.output, args.format, [], fields=fields)
+    try:
+        for s in batch:
+            writer.write(s.record())
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    by = {
+        k: sum(1 for s in batch if s.selected_by == k)
+        for k in sorted({s.selected_by for s in batch})
+    }
+    print(
+        f"queue: {len(batch)} units with {manifest['name']}:{manifest['version']} "
+        f"({', '.join(f'{v} {k}' for k, v in by.items())}); {len(errors)} input error(s)"
+        + (f" -> {args.output}" if args.output else ""),
+        file=sys.stderr,
+    )
+    return 0 if not errors else 1
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -359,10 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--no-track", action="store_true", help="do not log to MLflow")
 
     def command(parent: Any, name: str, func: Any, *parents: Any) -> argparse.ArgumentParser:
-        doc = func.__doc__ or ""
-        sp = parent.add_parser(
-            name, help=doc.splitlines()[0], description=doc, parents=list(parents)
-        )
+        doc = " ".join((func.__doc__ or "").split())
+        first = doc.split(". ", 1)[0].split(": ", 1)[0].rstrip(".")  # the first sentence
+        sp = parent.add_parser(name, help=first, description=doc, parents=list(parents))
         sp.set_defaults(func=func)
         return sp
 
@@ -376,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command(sub, "segment", cmd_segment, exp)
     sp.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     command(sub, "features", cmd_features, exp)
+    command(sub, "vectors", cmd_vectors, exp)
     command(sub, "train", cmd_train, exp)
     sp = command(sub, "evaluate", cmd_evaluate, exp)
     sp.add_argument("--no-learning-curve", action="store_true", help="skip the learning curve")
@@ -388,9 +543,16 @@ def build_parser() -> argparse.ArgumentParser:
         "allow-listed types only)",
     )
 
-    lp = sub.add_parser("labels", help="check the gold labels")
+    lp = sub.add_parser("labels", help="check, import and adjudicate labels")
     lsub = lp.add_subparsers(dest="labels_command", required=True, metavar="SUBCOMMAND")
     command(lsub, "check", cmd_labels_check, exp)
+    sp = command(lsub, "import", cmd_labels_import, exp)
+    sp.add_argument("file", help="the labelled batch (JSONL)")
+    sp.add_argument("--pass", dest="pass_id", required=True, choices=("A", "B"))
+    sp.add_argument("--batch", help="batch name (default: the file name up to its first dot)")
+    sp = command(lsub, "adjudicate", cmd_labels_adjudicate, exp)
+    sp.add_argument("--batch", required=True, help="the batch name given at import")
+    sp.add_argument("--decisions", help="the disagreements file with labels and reasons filled")
 
     sp = command(sub, "predict", cmd_predict, models)
     sp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or - for stdin")
@@ -410,6 +572,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (CSV: one score column per theme)",
     )
     sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+
+    sp = command(sub, "queue", cmd_queue, models, exp)
+    sp.add_argument("paths", nargs="*", metavar="PATH", help="unlabelled files, folders or -")
+    sp.add_argument("-n", type=int, default=100, help="batch size (default 100)")
+    sp.add_argument(
+        "--report", action="store_true", help="show what the queue bought (queue vs random)"
+    )
+    sp.add_argument("-o", "--output", help="write the batch here (atomically) instead of stdout")
+    sp.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    sp.add_argument(
+        "--strategy",
+        choices=("uncertainty", "diverse", "random"),
+        default="uncertainty",
+        help="how units are chosen (default uncertainty)",
+    )
+    sp.add_argument(
+        "--random-share", type=float, default=0.1, help="share drawn at random (default 0.1)"
+    )
+    sp.add_argument("--seed", type=int, default=0, help="same seed, same batch")
+    sp.add_argument("--model", default=None, help="NAME[@ALIAS|:VERSION] (default as predict)")
+    sp.add_argument("--text-field", default="text", help="JSONL/CSV field holding the text")
+    sp.add_argument("--id-field", default="id", help="JSONL/CSV field holding the id")
 
     mp = sub.add_parser("models", help="list and inspect model versions")
     msub = mp.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")

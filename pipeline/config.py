@@ -54,10 +54,21 @@ class LexiconFeatures:
 
 
 @dataclass(frozen=True)
+class VectorFeatures:
+    """Domain word vectors trained on the unlabelled pool (`topics vectors`): a unit's mean
+    vector as dense features."""
+
+    enabled: bool = False
+    path: str = "build/vectors/pool.npz"
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class FeaturesConfig:
     word: WordFeatures = field(default_factory=WordFeatures)
     char: CharFeatures = field(default_factory=CharFeatures)
     lexicon: LexiconFeatures = field(default_factory=LexiconFeatures)
+    vectors: VectorFeatures = field(default_factory=VectorFeatures)
     chi2_k: int | None = None
 
 
@@ -72,6 +83,9 @@ class ThresholdsConfig:
     tune: bool = True
     tune_on: str = "real"  # real: seed/user units in the inner folds (written ones if too few); all
     inner_folds: int = 3
+    # the groups of the inner folds: "group" (articles, documents, written paragraphs) or
+    # "source" (a real unit's whole source is held out: thresholds tuned out of source)
+    inner_groups: str = "group"
     default: float = 0.5
 
 
@@ -80,6 +94,13 @@ class EvaluationConfig:
     folds: int = 5
     repeats: int = 3
     learning_curve: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    # leave-one-source-out over the real units (every real source scored by a model that saw
+    # nothing from it): the headline figure when on
+    out_of_source: bool = True
+    # fractions of the real training units (whole documents) for the out-of-source learning curve
+    learning_curve_real: tuple[float, ...] = ()
+    # fractions at which queue-chosen real units are compared with as many random ones
+    queue_curve: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +112,12 @@ class DataConfig:
     userdict: str = "seeds/userdict.txt"
     stopwords: str = "seeds/stopwords.txt"
     use_written: bool = True
+    # real labelled paragraphs with their origin (seeds/real/*.jsonl), scored out of source by
+    # every experiment ("" for none); use_real: also train on them
+    real: str = "seeds/real"
+    pool: str = "seeds/pool/pool.jsonl.gz"  # unlabelled real text (word vectors, label queue)
+    passes: str = "seeds/passes"  # every labelling pass, agreement and adjudication
+    use_real: bool = True
 
 
 @dataclass(frozen=True)
@@ -208,10 +235,17 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
         )
     if cfg.thresholds.tune_on not in ("real", "all"):
         raise ConfigError(f"{source}: thresholds.tune_on must be real or all")
+    if cfg.thresholds.inner_groups not in ("group", "source"):
+        raise ConfigError(f"{source}: thresholds.inner_groups must be group or source")
     if cfg.features.lexicon.scale not in ("log", "binary", "linear"):
         raise ConfigError(f"{source}: features.lexicon.scale must be log, binary or linear")
     f = cfg.features
-    if not (f.word.enabled or f.char.enabled or f.lexicon.enabled):
+    from pipeline.classifiers import KINDS as _kinds
+
+    reads_tokens = _kinds[cfg.classifier.kind].input == "tokens"
+    if not (
+        reads_tokens or f.word.enabled or f.char.enabled or f.lexicon.enabled or f.vectors.enabled
+    ):
         raise ConfigError(f"{source}: every feature family is disabled", "enable at least one")
     if cfg.evaluation.folds < 2:
         raise ConfigError(f"{source}: evaluation.folds must be at least 2")

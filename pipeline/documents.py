@@ -14,9 +14,9 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pipeline.errors import DataError, UsageError
 from pipeline.textio import decode_bytes, sniff_encoding
@@ -36,6 +36,8 @@ class Document:
     id: str
     source: str
     text: str
+    # a JSONL record's other scalar fields (its origin: repo, commit, path, doctype, ...)
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,12 @@ def _jsonl_items(
         if not isinstance(value, str):
             yield DocumentError(doc_id, where, f"no text in field {text_field!r}")
             continue
-        yield Document(doc_id, where, value)
+        meta = {
+            k: v
+            for k, v in obj.items()
+            if k not in (text_field, id_field) and isinstance(v, (str, int, float, bool))
+        }
+        yield Document(doc_id, where, value, meta)
 
 
 def read_jsonl(fh: BinaryIO, source: str, text_field: str, id_field: str) -> Iterator[Item]:
@@ -225,6 +232,12 @@ def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Ite
     source = str(path)
     suffix = path.suffix.lower()
     try:
+        if path.name.lower().endswith(tuple(s + ".gz" for s in JSONL_SUFFIXES)):
+            import gzip
+
+            with gzip.open(path, "rb") as gz:
+                yield from read_jsonl(gz, source, text_field, id_field)  # type: ignore[arg-type]
+            return
         if suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES:
             with path.open("rb", buffering=_HEAD) as fh:
                 read = read_jsonl if suffix in JSONL_SUFFIXES else read_csv

@@ -33,9 +33,10 @@ class EvalData:
     seed_docs: list[SegmentedDoc]
     seed: list[Example]
     Y_seed: np.ndarray
-    written_docs: list[SegmentedDoc]
-    written: list[Example]
+    written_docs: list[SegmentedDoc]  # every unit on the training side only (written, and
+    written: list[Example]  # real pool paragraphs when the experiment uses them)
     Y_written: np.ndarray
+    written_real: np.ndarray | None = None  # which of those are real text
 
 
 def grouped_folds(
@@ -130,7 +131,12 @@ def cross_validate(
                 docs = docs + data.written_docs
                 Y = np.vstack([Y, data.Y_written])
                 grp = grp + [e.group for e in data.written]
-                real = np.r_[real, np.zeros(len(data.written), dtype=bool)]
+                extra_real = (
+                    data.written_real
+                    if data.written_real is not None
+                    else np.zeros(len(data.written), dtype=bool)
+                )
+                real = np.r_[real, extra_real]
             if train_fraction < 1.0:
                 keep = np.sort(
                     rng.choice(len(docs), max(8, int(len(docs) * train_fraction)), replace=False)
@@ -267,24 +273,23 @@ def evaluate_experiment(
     """The full evaluation report of one experiment (a JSON-serialisable dict)."""
     ev = cfg.evaluation
     common = {"folds": ev.folds, "repeats": ev.repeats, "seed": cfg.seed}
-    log.info("cross-validating the model (with written corpus: %s)", cfg.data.use_written)
+    extra = bool(data.written)  # units on the training side only (written, real pool paragraphs)
+    log.info("cross-validating the model (with %d training-side units)", len(data.written))
     model = cross_validate(
         data,
         fitter_for(cfg, themes, lexicons),
         themes,
-        use_written=cfg.data.use_written,
+        use_written=extra,
         **common,
     )
     log.info("cross-validating the model on seed units only")
     seed_only = (
         cross_validate(data, fitter_for(cfg, themes, lexicons), themes, use_written=False, **common)
-        if cfg.data.use_written and data.written
+        if extra
         else model
     )
     log.info("cross-validating the keyword baseline")
-    baseline = cross_validate(
-        data, baseline_fitter(lexicons), themes, use_written=cfg.data.use_written, **common
-    )
+    baseline = cross_validate(data, baseline_fitter(lexicons), themes, use_written=extra, **common)
     first = model.pop("_first")
     seed_only.pop("_first", None)
     baseline.pop("_first", None)
@@ -294,7 +299,7 @@ def evaluate_experiment(
             **common,
             "grouping": "article (document:article)",
             "scored_on": "real seed units only",
-            "written_units_on_training_side": bool(cfg.data.use_written and data.written),
+            "written_units_on_training_side": extra,
             "threshold_tuning": "per theme, inner grouped folds of the training side only"
             if cfg.thresholds.tune
             else f"fixed {cfg.thresholds.default}",
@@ -317,7 +322,7 @@ def evaluate_experiment(
         report["search"] = model["search_choices"]
     if learning_curve and ev.learning_curve:
         report["learning_curve"] = learning_curve_points(cfg, data, themes, lexicons)
-        if cfg.data.use_written and data.written:
+        if extra:
             report["learning_curve_seed"] = learning_curve_points(
                 cfg, data, themes, lexicons, vary="seed"
             )
@@ -375,7 +380,7 @@ def learning_curve_points(
     """
     points = []
     n_seed = int(len(data.seed) * (1 - 1 / cfg.evaluation.folds))
-    n_written = len(data.written) if cfg.data.use_written else 0
+    n_written = len(data.written)
     for frac in cfg.evaluation.learning_curve:
         res = cross_validate(
             data,
@@ -384,7 +389,7 @@ def learning_curve_points(
             folds=cfg.evaluation.folds,
             repeats=1,
             seed=cfg.seed,
-            use_written=cfg.data.use_written,
+            use_written=bool(data.written),
             train_fraction=frac if vary == "all" else 1.0,
             seed_fraction=frac if vary == "seed" else 1.0,
         )

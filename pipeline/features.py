@@ -170,6 +170,17 @@ class LexiconCounter(TransformerMixin, BaseEstimator):
         return sp.csr_matrix(c * self.weight)
 
 
+class TokenText(TransformerMixin, BaseEstimator):
+    """Each unit's tokens as one space-separated string (for a classifier with its own text
+    features, such as fastText), as a 1-D object array."""
+
+    def fit(self, X: Any = None, y: Any = None) -> TokenText:
+        return self
+
+    def transform(self, X: Sequence[SegmentedDoc]) -> np.ndarray:
+        return np.array([" ".join(d.tokens) for d in X], dtype=object)
+
+
 def build_features(cfg: FeaturesConfig, lexicons: Mapping[str, Sequence[str]]) -> FeatureUnion:
     """Return an *unfitted* feature union for an experiment's feature settings."""
     parts: list[tuple[str, Any]] = []
@@ -216,6 +227,10 @@ def build_features(cfg: FeaturesConfig, lexicons: Mapping[str, Sequence[str]]) -
                 ),
             )
         )
+    if cfg.vectors.enabled:
+        from pipeline.vectors import MeanVectors
+
+        parts.append(("vectors", MeanVectors(path=cfg.vectors.path, weight=cfg.vectors.weight)))
     return FeatureUnion(parts)
 
 

@@ -18,6 +18,7 @@ from pipeline.textio import decode_bytes
 
 __all__ = [
     "checksums_path",
+    "doctypes",
     "ingest_corpus",
     "raw_files",
     "read_document",
@@ -35,6 +36,16 @@ def read_document(path: Path) -> str:
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})", "check the path") from exc
     return decode_bytes(data, str(path))
+
+
+def doctypes(raw_dir: Path) -> dict[str, str]:
+    """Each raw document's doctype from its first line: ``work_report`` for a 工作报告, else
+    ``news`` (the seed documents are district news pages and one annual work report)."""
+    out = {}
+    for path in raw_files(raw_dir):
+        first = next((ln for ln in read_document(path).splitlines() if ln.strip()), "")
+        out[path.stem] = "work_report" if "工作报告" in first else "news"
+    return out
 
 
 def raw_files(raw_dir: Path) -> list[Path]:

@@ -19,6 +19,27 @@ from pipeline.classifiers import coef_of
 from pipeline.paragraphs import split_paragraphs, split_sentences
 
 
+def feature_terms(model: Any) -> np.ndarray:
+    """Per column of the model's feature matrix, its term ("" for columns that are not terms).
+    Built from the vectorizers' vocabularies directly: sklearn's ``get_feature_names_out``
+    sorts and prefixes every name, a tenth of a second on start."""
+    parts = []
+    features = model.named_steps["features"]
+    for _, step in getattr(features, "transformer_list", []):  # none: a tokens-in classifier
+        vocab = getattr(step, "vocabulary_", None)
+        if vocab is not None:
+            terms = np.empty(len(vocab), dtype=object)
+            terms[np.fromiter(vocab.values(), dtype=np.intp, count=len(vocab))] = list(vocab)
+        else:
+            terms = np.full(len(step.get_feature_names_out()), "", dtype=object)
+        parts.append(terms)
+    names = np.concatenate(parts) if parts else np.empty(0, dtype=object)
+    sel = model.named_steps.get("select")
+    if sel is not None:
+        names = names[sel.get_support()]
+    return names
+
+
 @dataclass
 class Predictor:
     """A fitted model ready to score batches; caches feature names and coefficients.
@@ -52,31 +73,23 @@ class Predictor:
         return self
 
     def _evidence_tables(self) -> tuple[np.ndarray | None, np.ndarray]:
-        """Per-theme coefficients and, per feature column, its term ("" for lexicon columns,
-        which are not words to show). Built from the vectorizers' vocabularies directly: sklearn's
-        ``get_feature_names_out`` sorts and prefixes every name, a tenth of a second on start."""
+        """Per-theme coefficients and, per feature column, the term to show ("" for columns that
+        are no words to show: lexicon counts, vectors, and terms the model's evidence mask hides,
+        see :mod:`pipeline.evidence`)."""
         if self._names is None:
-            parts = []
-            for _, step in self.model.named_steps["features"].transformer_list:
-                vocab = getattr(step, "vocabulary_", None)
-                if vocab is not None:
-                    terms = np.empty(len(vocab), dtype=object)
-                    terms[np.fromiter(vocab.values(), dtype=np.intp, count=len(vocab))] = list(
-                        vocab
-                    )
-                else:
-                    n = len(step.get_feature_names_out())
-                    terms = np.full(n, "", dtype=object)
-                parts.append(terms)
-            names = np.concatenate(parts) if parts else np.empty(0, dtype=object)
-            sel = self.model.named_steps.get("select")
-            if sel is not None:
-                names = names[sel.get_support()]
-            self._names = names
+            names = feature_terms(self.model)
             clf = self.model.named_steps["clf"]
+            mask = getattr(clf, "evidence_mask_", None)
+            if mask is not None and len(mask) == len(names):
+                names = np.where(mask, names, "")
+            self._names = names
             coefs = [coef_of(e) for e in clf.ovr_.estimators_]
             if all(c is not None for c in coefs):
-                self._coef = np.vstack(coefs)  # type: ignore[arg-type]
+                coef = np.vstack(coefs)  # type: ignore[arg-type]
+                specific = getattr(clf, "evidence_themes_", None)
+                if specific is not None and specific.shape == coef.shape:
+                    coef = np.where(specific, coef, 0.0)  # a term shown only for its themes
+                self._coef = coef
         return self._coef, self._names
 
     def score_paragraphs(self, paragraphs: Sequence[str]) -> tuple[list[Any], np.ndarray, Any]:

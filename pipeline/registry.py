@@ -43,6 +43,8 @@ SKOPS_PIPELINE_TYPES = frozenset(
         "pipeline.features.FastTfidfVectorizer",
         "pipeline.features.LexiconCounter",
         "pipeline.features.TokenNgrams",
+        "pipeline.features.TokenText",
+        "pipeline.vectors.MeanVectors",
         "pipeline.features.doc_text",
         "pipeline.segment.Segmenter",
         "pipeline.train.ThemeClassifier",

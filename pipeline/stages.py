@@ -27,13 +27,17 @@ from pipeline.labels import (
     Example,
     label_matrix,
     load_gold,
+    load_real,
     load_written,
+    real_files,
     seed_examples,
     written_files,
 )
+from pipeline.paragraphs import sha1_text
 from pipeline.provenance import files_sha256, git_commit, manifest_fields
 from pipeline.registry import DEFAULT_NAME, ModelStore
 from pipeline.segment import SegmentedDoc, Segmenter, dictionary_hash, segment_texts
+from pipeline.sources import SourceData
 from pipeline.train import build_head, fit_model
 from pipeline.workspace import Workspace
 
@@ -54,6 +58,7 @@ class SegmentOutcome:
     units: int
     seed_units: int
     written_units: int
+    real_units: int
     backend: str
     dictionary_sha256: str
     user_words: int
@@ -76,6 +81,8 @@ class TrainOutcome:
 
 @dataclass(frozen=True)
 class EvaluateOutcome:
+    out_of_source_macro_f1: float | None
+    out_of_source_baseline_macro_f1: float | None
     macro_f1: float
     macro_f1_seed_only: float
     baseline_macro_f1: float
@@ -113,13 +120,59 @@ def run_ingest(ws: Workspace, raw: Path | None = None) -> IngestOutcome:
     return IngestOutcome(**summary)  # type: ignore[arg-type]
 
 
-def training_examples(ws: Workspace) -> tuple[list[Example], list[Example]]:
-    """The labelled seed units and the written corpus (empty when disabled in the config)."""
+@dataclass(frozen=True)
+class TrainingSet:
+    """The labelled units of an experiment, by kind.
+
+    The real pool paragraphs are always loaded (when the folder exists): every experiment is
+    scored on the same real units out of source; ``use_real`` says whether it also learns from
+    them. The written corpus is loaded only when the experiment learns from it (it is never
+    scored).
+    """
+
+    seed: list[Example]
+    written: list[Example]
+    real: list[Example]
+    use_real: bool
+
+    @property
+    def all(self) -> list[Example]:
+        return self.seed + self.written + self.real
+
+    @property
+    def train_mask(self) -> list[bool]:
+        """Which of :attr:`all` the experiment learns from."""
+        return [True] * (len(self.seed) + len(self.written)) + [self.use_real] * len(self.real)
+
+
+def training_examples(ws: Workspace, cfg: Any = None) -> TrainingSet:
+    """The labelled seed units, the written corpus (when the config, ``cfg`` or the
+    workspace's, uses it) and the real labelled pool paragraphs."""
+    data = (cfg or ws.cfg).data
     units = list(ingest_mod.read_units(ws.require(ws.units, "ingest")))
-    gold = load_gold(ws.data_path(ws.cfg.data.gold))
-    seed = seed_examples(units, gold)
-    written = load_written(ws.data_path(ws.cfg.data.extra)) if ws.cfg.data.use_written else []
-    return seed, written
+    gold = load_gold(ws.data_path(data.gold))
+    raw = ws.data_path(data.raw)
+    seed = seed_examples(units, gold, ingest_mod.doctypes(raw) if raw.is_dir() else None)
+    written = load_written(ws.data_path(data.extra)) if data.use_written else []
+    real = load_real(ws.data_path(data.real)) if data.real else []
+    return TrainingSet(seed, written, real, data.use_real)
+
+
+def labelled_fingerprints(ws: Workspace) -> set[str]:
+    """The sha1 of every labelled text and every labelled id of the experiment's data (seed
+    units, written corpus, real labelled corpus): the label queue never proposes them again."""
+    ts = training_examples(ws)
+    out = {sha1_text(e.text) for e in ts.all}
+    out.update(e.id for e in ts.all)
+    return out
+
+
+def inner_groups(cfg: Any, examples: list[Example]) -> list[str]:
+    """The groups of the threshold-tuning folds: whole sources for real units when the config
+    says ``thresholds.inner_groups: source``, else articles, documents and written paragraphs."""
+    if cfg.thresholds.inner_groups == "source":
+        return [e.source if e.real else e.group for e in examples]
+    return [e.group for e in examples]
 
 
 def segmenter_of(ws: Workspace, cfg: Any = None) -> Segmenter:
@@ -134,20 +187,23 @@ def segmenter_of(ws: Workspace, cfg: Any = None) -> Segmenter:
 
 
 def run_segment(ws: Workspace, jobs: int | None = None) -> SegmentOutcome:
-    seed, written = training_examples(ws)
-    examples = seed + written
+    ts = training_examples(ws)
+    examples = ts.all
     seg = segmenter_of(ws)
     t0 = time.perf_counter()
     docs = segment_texts([e.text for e in examples], seg, jobs=jobs)
     elapsed = time.perf_counter() - t0
     lines = []
-    for ex, doc in zip(examples, docs, strict=True):
+    for ex, doc, train in zip(examples, docs, ts.train_mask, strict=True):
         lines.append(
             json.dumps(
                 {
                     "id": ex.id,
                     "source": ex.source,
                     "group": ex.group,
+                    "doctype": ex.doctype,
+                    "selected_by": ex.selected_by,
+                    "train": train,
                     "labels": list(ex.labels),
                     "text": doc.text,
                     "tokens": list(doc.tokens),
@@ -158,8 +214,9 @@ def run_segment(ws: Workspace, jobs: int | None = None) -> SegmentOutcome:
     atomic_write_text(ws.segmented, "\n".join(lines) + "\n")
     outcome = SegmentOutcome(
         units=len(examples),
-        seed_units=len(seed),
-        written_units=len(written),
+        seed_units=len(ts.seed),
+        written_units=len(ts.written),
+        real_units=len(ts.real) if ts.use_real else 0,
         backend=seg.backend,
         dictionary_sha256=dictionary_hash(seg.backend, seg.user_words, seg.stopwords),
         user_words=len(seg.user_words),
@@ -170,23 +227,47 @@ def run_segment(ws: Workspace, jobs: int | None = None) -> SegmentOutcome:
     return outcome
 
 
-def read_segmented(ws: Workspace) -> tuple[list[Example], list[SegmentedDoc]]:
+@dataclass
+class Segmented:
+    """The segment stage's output: every labelled unit, its tokens, and whether the experiment
+    trains on it (``train``) or only scores it out of source."""
+
+    examples: list[Example]
+    docs: list[SegmentedDoc]
+    train: list[bool]
+
+    def training(self) -> tuple[list[Example], list[SegmentedDoc]]:
+        keep = [i for i, t in enumerate(self.train) if t]
+        return [self.examples[i] for i in keep], [self.docs[i] for i in keep]
+
+
+def read_segmented(ws: Workspace) -> Segmented:
     path = ws.require(ws.segmented, "segment")
     examples: list[Example] = []
     docs: list[SegmentedDoc] = []
+    train: list[bool] = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             try:
                 o = json.loads(line)
                 examples.append(
-                    Example(o["id"], o["text"], tuple(o["labels"]), o["source"], o["group"])
+                    Example(
+                        o["id"],
+                        o["text"],
+                        tuple(o["labels"]),
+                        o["source"],
+                        o["group"],
+                        o.get("doctype", ""),
+                        o.get("selected_by", ""),
+                    )
                 )
                 docs.append(SegmentedDoc(o["text"], tuple(o["tokens"])))
+                train.append(bool(o.get("train", True)))
             except (json.JSONDecodeError, KeyError) as exc:
                 raise DataError(
                     f"{path}:{lineno}: not a segmented record", "rerun `make segment`"
                 ) from exc
-    return examples, docs
+    return Segmented(examples, docs, train)
 
 
 def run_features(ws: Workspace) -> FeaturesOutcome:
@@ -195,12 +276,14 @@ def run_features(ws: Workspace) -> FeaturesOutcome:
     The model is fitted whole by the train stage; this stage is what a user reads to see which
     terms the features found per theme, and what MLflow keeps beside each run.
     """
-    examples, docs = read_segmented(ws)
+    examples, docs = read_segmented(ws).training()
     tax = ws.taxonomy()
     Y = label_matrix(examples, tax.ids)
     union = build_head(ws.cfg, tax.ids, tax.lexicons()).named_steps["features"]
-    X = union.fit_transform(docs, Y)
-    summary = vocabulary_summary(union, X, Y, tax.ids)
+    if hasattr(union, "transformer_list"):
+        summary = vocabulary_summary(union, union.fit_transform(docs, Y), Y, tax.ids)
+    else:  # a classifier that reads tokens and learns its own features (fastText)
+        summary = {"n_features": 0, "by_branch": {}, "top_terms": {}}
     _dump_json(ws.vocabulary, summary)
     return FeaturesOutcome(summary["n_features"], summary["by_branch"], len(examples))
 
@@ -215,7 +298,7 @@ def _joblib_bytes(obj: Any) -> bytes:
 
 def run_train(ws: Workspace) -> TrainOutcome:
     """Fit the end-to-end model on the segmented units; write ``model.joblib``."""
-    examples, docs = read_segmented(ws)
+    examples, docs = read_segmented(ws).training()
     tax = ws.taxonomy()
     Y = label_matrix(examples, tax.ids)
     model = fit_model(
@@ -225,8 +308,8 @@ def run_train(ws: Workspace) -> TrainOutcome:
         segmenter_of(ws),
         docs,
         Y,
-        groups=[e.group for e in examples],
-        tune_mask=np.array([e.source != "written" for e in examples]),
+        groups=inner_groups(ws.cfg, examples),
+        tune_mask=np.array([e.real for e in examples]),
     )
     atomic_write_bytes(ws.classifier, _joblib_bytes(model))
     thresholds = model.named_steps["clf"].thresholds_
@@ -236,17 +319,17 @@ def run_train(ws: Workspace) -> TrainOutcome:
     )
 
 
-def eval_data(ws: Workspace) -> EvalData:
-    examples, docs = read_segmented(ws)
-    return split_eval_data(examples, docs, ws.taxonomy().ids)
-
-
 def split_eval_data(
-    examples: list[Example], docs: list[SegmentedDoc], themes: list[str]
+    examples: list[Example],
+    docs: list[SegmentedDoc],
+    themes: list[str],
+    train: list[bool] | None = None,
 ) -> EvalData:
-    """Real seed units (scored) and written units (training side only) for evaluation."""
+    """Real seed units (scored) and the other units the experiment trains on (training side
+    only) for the seed-unit cross-validation."""
+    train = train if train is not None else [True] * len(examples)
     seed_idx = [i for i, e in enumerate(examples) if e.source == "seed"]
-    writ_idx = [i for i, e in enumerate(examples) if e.source != "seed"]
+    writ_idx = [i for i, e in enumerate(examples) if e.source != "seed" and train[i]]
     seed = [examples[i] for i in seed_idx]
     written = [examples[i] for i in writ_idx]
     return EvalData(
@@ -256,23 +339,70 @@ def split_eval_data(
         written_docs=[docs[i] for i in writ_idx],
         written=written,
         Y_written=label_matrix(written, themes) if written else np.zeros((0, len(themes)), int),
+        written_real=np.array([e.real for e in written], dtype=bool),
     )
 
 
-def run_evaluate(ws: Workspace, learning_curve: bool = True) -> EvaluateOutcome:
+def source_data(
+    cfg: Any,
+    examples: list[Example],
+    docs: list[Any],
+    themes: list[str],
+    train: list[bool] | None = None,
+) -> SourceData:
+    """Every labelled unit for the out-of-source evaluation; ``train`` marks the units the
+    experiment may learn from (the others are only scored)."""
+    return SourceData(
+        docs=docs,
+        Y=label_matrix(examples, themes),
+        ids=[e.id for e in examples],
+        texts=[e.text for e in examples],
+        sources=[e.source for e in examples],
+        groups=inner_groups(cfg, examples),
+        doctypes=[e.doctype or "unknown" for e in examples],
+        real=np.array([e.real for e in examples], dtype=bool),
+        documents=[e.group for e in examples],
+        usable=np.array(train if train is not None else [True] * len(examples), dtype=bool),
+        queue=np.array([e.selected_by not in ("", "random") for e in examples], dtype=bool),
+    )
+
+
+def run_evaluate(
+    ws: Workspace, learning_curve: bool = True, jobs: int | None = None
+) -> EvaluateOutcome:
     tax = ws.taxonomy()
-    data = eval_data(ws)
+    seg = read_segmented(ws)
+    examples, docs = seg.examples, seg.docs
+    data = split_eval_data(examples, docs, tax.ids, seg.train)
     t0 = time.perf_counter()
     report = evaluate_experiment(
         ws.cfg, data, tax.ids, tax.lexicons(), learning_curve=learning_curve
     )
+    if ws.cfg.evaluation.out_of_source:
+        from pipeline.evaluate import baseline_fitter, fitter_for
+        from pipeline.segment import default_jobs
+        from pipeline.sources import evaluate_out_of_source
+
+        report["out_of_source"] = evaluate_out_of_source(
+            source_data(ws.cfg, examples, docs, tax.ids, seg.train),
+            fitter_for(ws.cfg, tax.ids, tax.lexicons()),
+            baseline_fitter(tax.lexicons()),
+            tax.ids,
+            learning_curve=ws.cfg.evaluation.learning_curve_real if learning_curve else (),
+            queue_curve=ws.cfg.evaluation.queue_curve if learning_curve else (),
+            seed=ws.cfg.seed,
+            jobs=jobs or default_jobs(),
+        )
     report["seconds"] = round(time.perf_counter() - t0, 1)
     _dump_json(ws.evaluation, report)
     from pipeline.report import render_report, write_plots
 
     atomic_write_text(ws.report, render_report(report, f"gov-topics: {ws.cfg.name}"))
     write_plots(report, ws.plots)
+    oos = report.get("out_of_source")
     return EvaluateOutcome(
+        out_of_source_macro_f1=oos["model"]["macro_f1"] if oos else None,
+        out_of_source_baseline_macro_f1=oos["baseline"]["macro_f1"] if oos else None,
         macro_f1=report["model"]["macro_f1"]["mean"],
         macro_f1_seed_only=report["model_seed_only"]["macro_f1"]["mean"],
         baseline_macro_f1=report["baseline"]["macro_f1"]["mean"],
@@ -281,11 +411,37 @@ def run_evaluate(ws: Workspace, learning_curve: bool = True) -> EvaluateOutcome:
     )
 
 
+@dataclass(frozen=True)
+class VectorsOutcome:
+    paragraphs: int
+    words: int
+    dim: int
+    path: str
+    seconds: float
+
+
+def run_vectors(ws: Workspace) -> VectorsOutcome:
+    """Train word2vec on the unlabelled pool, segmented like the training units."""
+    from pipeline.vectors import pool_texts, save_vectors, train_vectors
+
+    t0 = time.perf_counter()
+    texts = pool_texts(ws.require(ws.data_path(ws.cfg.data.pool), "install"))
+    docs = segment_texts(texts, segmenter_of(ws))
+    words, vectors = train_vectors([d.tokens for d in docs], seed=ws.cfg.seed)
+    path = ws.data_path(ws.cfg.features.vectors.path)
+    save_vectors(path, words, vectors)
+    return VectorsOutcome(
+        len(texts), len(words), int(vectors.shape[1]), str(path), round(time.perf_counter() - t0, 1)
+    )
+
+
 def training_data_sha256(ws: Workspace) -> str:
     """One hash over everything the model learned from: units, gold labels, written corpus."""
     paths = [ws.units, ws.data_path(ws.cfg.data.gold)]
     if ws.cfg.data.use_written:
         paths += written_files(ws.data_path(ws.cfg.data.extra))
+    if ws.cfg.data.use_real and ws.cfg.data.real:
+        paths += real_files(ws.data_path(ws.cfg.data.real))
     return files_sha256(paths)
 
 
@@ -334,7 +490,11 @@ def run_register(
         config=ws.cfg.to_dict(),
         config_sha256=ws.cfg.sha256(),
         training_data_sha256=data_sha,
-        training_units={"seed": seg_meta["seed_units"], "written": seg_meta["written_units"]},
+        training_units={
+            "seed": seg_meta["seed_units"],
+            "written": seg_meta["written_units"],
+            "real": seg_meta.get("real_units", 0),
+        },
         themes=tax.ids,
         themes_sha256=tax.sha256,
         thresholds=model.named_steps["clf"].thresholds_,

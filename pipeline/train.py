@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 
 from pipeline.classifiers import CalibratedSVC, build_estimator
 from pipeline.config import ExperimentConfig
-from pipeline.features import LexiconCounter, build_features
+from pipeline.features import LexiconCounter, TokenText, build_features
 from pipeline.segment import Segmenter
 
 __all__ = ["CalibratedSVC", "KeywordBaseline", "ThemeClassifier", "build_model", "fit_model"]
@@ -216,8 +216,14 @@ def build_head(
     cfg: ExperimentConfig, themes: Sequence[str], lexicons: Mapping[str, Sequence[str]]
 ) -> Pipeline:
     """Features and classifier: the part of the model that runs on segmented documents."""
-    steps: list[tuple[str, Any]] = [("features", build_features(cfg.features, lexicons))]
-    if cfg.features.chi2_k:
+    from pipeline.classifiers import kind
+
+    if kind(cfg.classifier.kind).input == "tokens":
+        features: Any = TokenText()
+    else:
+        features = build_features(cfg.features, lexicons)
+    steps: list[tuple[str, Any]] = [("features", features)]
+    if cfg.features.chi2_k and not isinstance(features, TokenText):
         steps.append(("select", _MultiLabelChi2(k=cfg.features.chi2_k)))
     steps.append(
         (
@@ -298,7 +304,15 @@ def fit_model(
     output), so the head is fitted on them directly; the segmenter, which learns nothing, becomes
     the model's first step and segments raw text the same way at prediction time.
     """
+    from pipeline.evidence import domain_terms, evidence_mask, theme_specific
+    from pipeline.predict import feature_terms
+
     model = build_model(cfg, themes, lexicons, segmenter)
     fit_head(model[1:], docs, Y, groups, tune_mask)  # a slice shares the model's fitted steps
     model.named_steps["segment"].fit()
+    clf = model.named_steps["clf"]
+    if hasattr(model.named_steps["features"], "transformer_list"):  # terms to explain with
+        domain = domain_terms(lexicons, segmenter.user_words)
+        clf.evidence_mask_ = evidence_mask(feature_terms(model), domain)
+        clf.evidence_themes_ = theme_specific(model[1:-1].transform(docs), Y)
     return model

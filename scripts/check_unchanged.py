@@ -3,7 +3,7 @@
 ``capture`` writes the reference from a trained model and its evaluation; ``check`` compares the
 current ones with it, byte for byte (predictions with paragraphs and evidence, thresholds, every
 cross-validated figure of the model, the seed-only model and the keyword baseline, per repeat and
-per theme). `make check-unchanged` trains and evaluates the default experiment, then checks.
+per theme, and the whole out-of-source section: per source, doctype and theme, learning curves). `make check-unchanged` trains and evaluates the default experiment, then checks.
 
     python scripts/check_unchanged.py capture build/default   # after a deliberate change
     python scripts/check_unchanged.py check build/default     # exit 1 on any difference
@@ -39,7 +39,8 @@ def predictions(build: Path) -> str:
 
 def metrics(build: Path) -> str:
     ev = json.loads((build / "evaluation.json").read_text("utf-8"))
-    keep = {k: ev[k] for k in ("model", "model_seed_only", "baseline", "data", "errors")}
+    parts = ("model", "model_seed_only", "baseline", "data", "errors", "out_of_source")
+    keep = {k: ev[k] for k in parts if k in ev}
     for part in ("model", "model_seed_only", "baseline"):
         keep[part].pop("search_choices", None)
     return json.dumps(keep, ensure_ascii=False, indent=1, sort_keys=True) + "\n"

@@ -13,6 +13,7 @@ SEEDS = ROOT / "seeds"
 SMALL_EXP = """\
 name: small
 seed: 7
+data: {real: ""}
 features:
   word: {enabled: true, ngram_range: [1, 2], min_df: 1}
   char: {enabled: false}
@@ -91,3 +92,35 @@ def worse_trained(trained: Path) -> Path:
     for stage in ("segment", "features", "train", "evaluate"):
         assert run_in(trained, stage, "--exp", "experiments/worse.yaml") == 0, stage
     return trained
+
+
+def fit_small_model(examples: list, config: dict | None = None) -> object:
+    """An end-to-end model fitted in seconds on a few labelled examples (rjieba, the project's
+    dictionary and themes; logistic regression unless ``config`` says otherwise)."""
+    import numpy as np
+
+    from pipeline.config import parse_config
+    from pipeline.labels import label_matrix
+    from pipeline.segment import Segmenter, read_stopwords, read_userdict
+    from pipeline.themes import load_taxonomy
+    from pipeline.train import fit_model
+
+    tax = load_taxonomy(SEEDS / "themes.yaml")
+    seg = Segmenter(
+        backend="rjieba",
+        user_words=read_userdict(SEEDS / "userdict.txt"),
+        stopwords=read_stopwords(SEEDS / "stopwords.txt"),
+    )
+    cfg = parse_config(
+        config or {"classifier": {"kind": "logreg"}, "thresholds": {"inner_folds": 2}}
+    )
+    return fit_model(
+        cfg,
+        tax.ids,
+        tax.lexicons(),
+        seg,
+        seg.transform([e.text for e in examples]),
+        label_matrix(examples, tax.ids),
+        [e.group for e in examples],
+        np.ones(len(examples), dtype=bool),
+    )

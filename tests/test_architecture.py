@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
-SCORING_PATH = ("predict", "batch", "documents", "paragraphs", "registry")
+SCORING_PATH = ("predict", "batch", "documents", "paragraphs", "registry", "queue")
 NEVER_ON_SCORING_PATH = {
     "ingest",
     "labels",
