@@ -2,17 +2,34 @@
 
 Every stage is a file target (the Makefile mirrors this layout): a stage reads the previous
 stage's output and writes its own, and a missing input fails with the command that makes it.
+
+``build/<name>/`` belongs to one experiment file: the first time a stage uses it, the file's path
+is recorded in ``build/<name>/experiment.path``, and another experiment file that declares the
+same ``name`` is refused instead of overwriting the first one's outputs. The same file, edited,
+keeps its folder (make-style reruns); a recorded file that no longer exists (renamed, deleted)
+hands its folder to the next file that declares the name.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import ExperimentConfig, load_config
-from pipeline.errors import StageError
+from pipeline.errors import ConfigError, StageError
+from pipeline.fsutil import atomic_write_text, file_mode
 from pipeline.segment import read_stopwords, read_userdict
 from pipeline.themes import Taxonomy, load_taxonomy
+
+log = logging.getLogger(__name__)
+
+OWNER_FILE = "experiment.path"  # in build/<name>/: the experiment file the folder belongs to
+BUILT_IN = "<built-in defaults>"  # the config's source when no experiment file is given
+DATA_FILES = ("themes", "userdict", "stopwords")  # data.* files every experiment reads
 
 
 @dataclass(frozen=True)
@@ -29,7 +46,27 @@ class Workspace:
         cls, config_path: Path | None, root: Path = Path("."), build: Path | None = None
     ) -> Workspace:
         cfg = load_config(config_path) if config_path else ExperimentConfig()
-        return cls(root=root, cfg=cfg, config_path=config_path, build=build or root / "build")
+        ws = cls(root=root, cfg=cfg, config_path=config_path, build=build or root / "build")
+        ws.check_data_files()
+        if config_path:
+            ws._check_owner(ws.build / cfg.name)  # fail now, not after a long stage's work
+        return ws
+
+    @property
+    def source(self) -> str:
+        """The experiment file, as messages name it."""
+        return str(self.config_path) if self.config_path else BUILT_IN
+
+    def check_data_files(self) -> None:
+        """Every ``data.*`` file each stage reads must exist (named by the config key)."""
+        for key in DATA_FILES:
+            rel = getattr(self.cfg.data, key)
+            path = self.data_path(rel)
+            if not path.is_file():
+                raise ConfigError(
+                    f"{self.source}: data.{key}: {path} does not exist",
+                    "fix the path (relative to the project root) or create the file",
+                )
 
     def data_path(self, rel: str) -> Path:
         p = Path(rel)
@@ -43,9 +80,86 @@ class Workspace:
     def ingest_report(self) -> Path:
         return self.build / "ingest_report.json"
 
-    @property
+    @functools.cached_property
     def exp_dir(self) -> Path:
-        return self.build / self.cfg.name
+        """``build/<name>/``, claimed for this experiment file (see the module's docstring)."""
+        if not self.config_path:
+            raise ConfigError(
+                f"no experiment file: build/{self.cfg.name}/ holds one experiment file's outputs",
+                "pass --exp experiments/<name>.yaml",
+            )
+        d = self.build / self.cfg.name
+        self._check_owner(d)
+        self._claim(d)
+        return d
+
+    def _owner_text(self) -> str:
+        """The experiment file as recorded: relative to the project root when inside it."""
+        path = Path(os.path.abspath(self.config_path or ""))
+        try:
+            return path.relative_to(os.path.abspath(self.root)).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def _recorded(self, d: Path) -> str | None:
+        try:
+            return (d / OWNER_FILE).read_text("utf-8").strip() or None
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            raise ConfigError(
+                f"{self.source}: name {self.cfg.name!r} is taken by the file {d}",
+                "give the experiment another name",
+            ) from None
+
+    def _same_file(self, recorded: str) -> bool | None:
+        """Whether ``recorded`` is this experiment file (``None``: it no longer exists)."""
+        other = Path(recorded)
+        other = other if other.is_absolute() else self.root / other
+        if not other.is_file():
+            return None
+        assert self.config_path is not None
+        return os.path.samefile(other, self.config_path)
+
+    def _check_owner(self, d: Path) -> None:
+        if d.exists() and not d.is_dir():
+            raise ConfigError(
+                f"{self.source}: name {self.cfg.name!r} is taken by the file {d}",
+                "give the experiment another name",
+            )
+        recorded = self._recorded(d)
+        if recorded is None or self._same_file(recorded) is not False:
+            return
+        raise ConfigError(
+            f"{self._owner_text()} declares name {self.cfg.name!r}, already used by {recorded} "
+            f"in {d}",
+            f"give it its own name, or delete {d} if {recorded} should give it up",
+        )
+
+    def _claim(self, d: Path) -> None:
+        """Record this experiment file as the owner of ``d`` (atomically: of two files claiming
+        a new folder at once, one wins and the other is refused)."""
+        me = self._owner_text()
+        recorded = self._recorded(d)
+        if recorded is not None:
+            if self._same_file(recorded):
+                return
+            log.warning("%s: taking over %s from %s, which no longer exists", me, d, recorded)
+            atomic_write_text(d / OWNER_FILE, me + "\n")
+            return
+        d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{OWNER_FILE}.", dir=d)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(me + "\n")
+            os.chmod(tmp, file_mode(d / OWNER_FILE))  # the usual mode, not mkstemp's 0600
+            os.link(tmp, d / OWNER_FILE)  # fails if another process claimed it first
+        except FileExistsError:  # claimed meanwhile: by this file is fine, by another is not
+            self._check_owner(d)
+        except OSError:  # a file system without hard links: claim without the race guard
+            atomic_write_text(d / OWNER_FILE, me + "\n")
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     @property
     def segmented(self) -> Path:
