@@ -14,6 +14,8 @@ NAME   := $(shell sed -n 's/^name: *//p' $(EXP) 2>/dev/null | head -1)
 B      := build/$(NAME)
 SAMPLE ?= seeds/raw/000_ba6c15fe868e3295.txt
 ARGS   := --exp $(EXP)
+# register promotes through the metric gate (the sweep registers without promoting)
+PROMOTE ?= --promote
 
 RAW       := $(wildcard seeds/raw/*.txt seeds/raw/*.md) seeds/raw.sha256
 WRITTEN   := $(wildcard seeds/extra/*.jsonl)
@@ -94,7 +96,7 @@ evaluate: $(B)/evaluation.json ## stage 5: leave-one-source-out on the real unit
 	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
 
 $(B)/registered.json: $(B)/model.joblib $(B)/evaluation.json $(B)/vocabulary.json $(P)/registry.py $(P)/tracking.py $(P)/provenance.py
-	$(TOPICS) register $(ARGS)
+	$(TOPICS) register $(ARGS) $(PROMOTE)
 
 STAGE_FILES = build/units.jsonl $(B)/segmented.jsonl $(B)/vocabulary.json $(B)/model.joblib \
               $(B)/evaluation.json $(B)/registered.json
@@ -106,7 +108,7 @@ register: $(B)/registered.json ## stage 6: save a new model version under models
 EXPERIMENTS := $(wildcard experiments/*.yaml)
 
 sweep: $(VENV)/.installed ## evaluate and register every experiments/*.yaml; rank them out of source (experiments/SWEEP.md)
-	@for f in $(EXPERIMENTS); do echo "== $$f"; $(MAKE) --no-print-directory register EXP=$$f || exit 1; done
+	@for f in $(EXPERIMENTS); do echo "== $$f"; $(MAKE) --no-print-directory register EXP=$$f PROMOTE= || exit 1; done
 	$(BIN)/python scripts/sweep_table.py
 	$(TOPICS) models list
 

@@ -3,18 +3,23 @@
 Documents are read lazily, grouped into batches, scored by :class:`pipeline.predict.Predictor`
 (in worker processes that each load the model once when ``jobs > 1``) and written as they
 complete, in input order, so memory stays flat however large the input. Output files are written
-to a temporary file and renamed at the end: an interrupted run never leaves a truncated file that
-looks complete.
+to a temporary file and renamed at the end: an interrupted run (Ctrl-C, SIGTERM, a full disk)
+never leaves a truncated file that looks complete, nor its temporary file. An output that would
+overwrite an input, or cannot be written, is refused before anything is scored
+(:func:`check_output`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.documents import Document, Item
+from pipeline.documents import Document, Item, printable
+from pipeline.errors import GovTopicsError, Terminated, UsageError
+from pipeline.fsutil import file_mode
 
 BATCH_DOCS = 512  # a batch closes at this many documents ...
 BATCH_CHARS = 1_000_000  # ... or characters: big enough to amortise per-call overhead, small
@@ -82,46 +89,149 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def check_output(out: str | None, inputs: Sequence[str]) -> None:
+    """Refuse an output file before anything is scored (or a model loaded): one that is an input
+    (it would be overwritten), a folder, or a place that cannot be written. (An output inside an
+    input folder is not refused: :func:`pipeline.documents.iter_documents` skips it.)
+
+    Raises
+    ------
+    UsageError
+        Naming the output and what to do.
+    """
+    if not out:  # standard output
+        return
+    path = Path(out)
+    shown = printable(out)
+    if path.is_dir():
+        raise UsageError(f"{shown} is a folder", "give -o a file name")
+    exists = path.exists()
+    for raw in inputs:
+        if raw == "-":
+            continue
+        src = Path(raw)
+        if exists and src.exists() and os.path.samefile(path, src):
+            raise UsageError(
+                f"{shown} is also an input: writing it would overwrite the input",
+                "choose another -o file",
+            )
+    if exists and not path.is_file():  # a device or a FIFO (/dev/null): written in place
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{shown}: cannot write here (permission denied)", "choose another -o")
+        return
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        why = (
+            f"{printable(str(parent))} is not a folder"
+            if isinstance(exc, (FileExistsError, NotADirectoryError))
+            else exc.strerror or str(exc)
+        )
+        raise UsageError(
+            f"{shown}: cannot write here ({why})", "choose a -o path in a folder you can write to"
+        ) from None
+
+
 class RecordWriter:
-    """Writes records as JSONL or CSV to a file (atomically) or to stdout."""
+    """Writes records as JSONL or CSV to a file (atomically) or to stdout.
+
+    A file is written to a temporary ``.NAME.*.partial`` next to it, renamed into place by
+    :meth:`commit` with the mode a new file gets (0644 under the usual umask) or the mode of the
+    file it replaces, and removed by :meth:`abort`. A device or FIFO (``/dev/null``) is written in
+    place, never replaced. A write that fails (a full disk) raises a
+    :class:`~pipeline.errors.GovTopicsError`, one line, not an ``OSError`` traceback.
+    """
 
     def __init__(
         self, out: str | None, fmt: str, themes: Sequence[str], fields: Sequence[str] = ()
     ) -> None:
         self.renderer = Renderer(fmt, tuple(themes), tuple(fields))
         self.out = Path(out) if out else None
+        self._shown = printable(out) if out else "standard output"
         self._tmp: str | None = None
-        if self.out is not None:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(
-                prefix=f".{self.out.name}.", suffix=".partial", dir=self.out.parent
-            )
-            self.fh: TextIO = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        else:
-            self.fh = sys.stdout
-        self.fh.write(self.renderer.header())
+        self.fh: TextIO = sys.stdout
+        try:
+            if self.out is not None and self.out.exists() and not self.out.is_file():
+                self.fh = open(self.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            elif self.out is not None:
+                self.out.parent.mkdir(parents=True, exist_ok=True)
+                fd, self._tmp = tempfile.mkstemp(
+                    prefix=f".{self.out.name}.", suffix=".partial", dir=self.out.parent
+                )
+                self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+            self.fh.write(self.renderer.header())
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+                raise self._error(exc) from None
+            raise
+
+    def _error(self, exc: OSError) -> GovTopicsError:
+        return GovTopicsError(
+            f"{self._shown}: cannot write: {exc.strerror or exc}",
+            "free some disk space or choose another -o; no partial output is left"
+            if self._tmp is not None
+            else "free some disk space or choose another output",
+        )
 
     def write(self, rec: dict[str, Any]) -> None:
-        self.fh.write(self.renderer.render(rec))
+        self.write_rendered(self.renderer.render(rec))
 
     def write_rendered(self, line: str) -> None:
-        self.fh.write(line)
+        try:
+            self.fh.write(line)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._error(exc) from None
 
     def commit(self) -> None:
         """Finish: flush, and rename the temporary file into place."""
-        self.fh.flush()
-        if self.out is not None and self._tmp is not None:
-            os.fsync(self.fh.fileno())
-            self.fh.close()
-            os.replace(self._tmp, self.out)
-            self._tmp = None
+        try:
+            self.fh.flush()
+            if self.out is not None and self._tmp is not None:
+                os.fsync(self.fh.fileno())
+                self.fh.close()
+                os.chmod(self._tmp, file_mode(self.out))
+                os.replace(self._tmp, self.out)
+                self._tmp = None
+            elif self.fh is not sys.stdout:
+                self.fh.close()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise self._error(exc) from None
 
     def abort(self) -> None:
         """Leave no partial output behind (the previous file, if any, is untouched)."""
+        if self.fh is not sys.stdout:
+            with contextlib.suppress(OSError):  # closing flushes, which fails on a full disk
+                self.fh.close()
         if self._tmp is not None:
-            self.fh.close()
             Path(self._tmp).unlink(missing_ok=True)
             self._tmp = None
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within this block SIGTERM raises :class:`Terminated` (in the main thread; elsewhere signals
+    cannot be handled and nothing changes), so that ``finally`` and ``except`` blocks clean up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @dataclass
@@ -139,6 +249,7 @@ _WORKER: dict[str, Any] = {}  # one predictor per worker process, set by the ini
 
 
 def _init_worker(store_root: str, name: str, version: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, if forked
     if "p" in _WORKER:  # forked from the parent, which already holds the loaded model
         return
     from pipeline.predict import Predictor
@@ -251,15 +362,19 @@ def run_batch(
                 initargs=model_ref,
             ) as pool:
                 pending: deque[tuple[list[Item], Future[list[Scored]]]] = deque()
-                for batch in _batches(items):
-                    fut = pool.submit(_score_in_worker, renderer, docs(batch), paragraphs)
-                    pending.append((batch, fut))
-                    while len(pending) > 2 * jobs:  # bounded: memory stays flat
+                try:
+                    for batch in _batches(items):
+                        fut = pool.submit(_score_in_worker, renderer, docs(batch), paragraphs)
+                        pending.append((batch, fut))
+                        while len(pending) > 2 * jobs:  # bounded: memory stays flat
+                            b, f = pending.popleft()
+                            emit(b, f.result())
+                    while pending:
                         b, f = pending.popleft()
                         emit(b, f.result())
-                while pending:
-                    b, f = pending.popleft()
-                    emit(b, f.result())
+                except BaseException:  # stopping: do not score what is still queued
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
         finally:
             _WORKER.pop("p", None)
             gc.unfreeze()

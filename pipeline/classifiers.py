@@ -174,50 +174,41 @@ class FastTextBinary(ClassifierMixin, BaseEstimator):
         import os
         import tempfile
 
-        import fasttext
-
         y = np.asarray(y).astype(int)
         self.classes_ = np.unique(y)
+        self.prior_: float | None = None
         with tempfile.TemporaryDirectory() as tmp:
             train = os.path.join(tmp, "train.txt")
             with open(train, "w", encoding="utf-8") as fh:
                 for text, label in zip(X, y, strict=True):
                     fh.write(f"__label__{label} {_one_line(text)}\n")
-            model, lr = None, self.lr
-            self.prior_: float | None = None
-            while model is None:
-                try:
-                    model = self._train(fasttext, train, lr)
-                except RuntimeError as exc:  # "Encountered NaN": the rate diverged on this data
-                    if "NaN" not in str(exc):
-                        raise
-                    if lr < self.lr / 16:  # it never converged: predict the theme's prevalence
-                        self.lr_used_ = 0.0
-                        self.prior_ = float(y.mean())
-                        self.model_bytes_ = b""
-                        return self
-                    lr /= 2
-            self.lr_used_ = lr
-            path = os.path.join(tmp, "model.bin")
-            model.save_model(path)
-            with open(path, "rb") as fh:
-                self.model_bytes_ = fh.read()
-        self.__dict__["_model"] = model
+            lr = self.lr
+            while True:
+                model_bytes = _train_fasttext_in_fresh_process(train, self._args(lr))
+                if model_bytes is not None:
+                    break
+                if lr < self.lr / 16:  # it never converged: predict the theme's prevalence
+                    self.lr_used_ = 0.0
+                    self.prior_ = float(y.mean())
+                    self.model_bytes_ = b""
+                    return self
+                lr /= 2  # "Encountered NaN": the rate diverged on this data
+        self.lr_used_ = lr
+        self.model_bytes_ = model_bytes
         return self
 
-    def _train(self, fasttext: Any, train: str, lr: float) -> Any:
-        return fasttext.train_supervised(
-            input=train,
-            epoch=self.epoch,
-            lr=lr,
-            dim=self.dim,
-            wordNgrams=self.word_ngrams,
-            minCount=self.min_count,
-            bucket=self.bucket,  # hashed word n-grams: fastText's 2M default is 400 MB
-            thread=1,
-            seed=self.random_state,
-            verbose=0,
-        )
+    def _args(self, lr: float) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "lr": lr,
+            "dim": self.dim,
+            "wordNgrams": self.word_ngrams,
+            "minCount": self.min_count,
+            "bucket": self.bucket,  # hashed word n-grams: fastText's 2M default is 400 MB
+            "thread": 1,
+            "seed": self.random_state,
+            "verbose": 0,
+        }
 
     def _loaded(self) -> Any:
         model = self.__dict__.get("_model")
@@ -253,6 +244,49 @@ class FastTextBinary(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+def _train_fasttext_in_fresh_process(train: str, args: dict[str, Any]) -> bytes | None:
+    """Train one fastText model in a fresh interpreter; its saved bytes, or None if it diverged.
+
+    fasttext-numpy2 0.10.4 is not safe to train twice in one process: on repeated calls with the
+    same data, seed and single thread, 2 of 8 stopped at once with "Encountered NaN" and 1 of 6
+    returned a different model, while every first call in a fresh process gave the same model.
+    So each fit runs in its own ``python -c`` (a clean heap; no fork of this one, no re-import of
+    the caller's main module), at about 0.3 s per fit.
+    """
+    import json
+    import subprocess
+    import sys
+
+    out = train + ".bin"
+    proc = subprocess.run(
+        [sys.executable, "-c", _FASTTEXT_FIT, train, json.dumps(args), out],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode == 3:  # diverged
+        return None
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"fastText training failed: {tail}")
+    with open(out, "rb") as fh:
+        return fh.read()
+
+
+_FASTTEXT_FIT = """
+import json, sys
+import fasttext
+train, args, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+try:
+    model = fasttext.train_supervised(input=train, **args)
+except RuntimeError as exc:
+    if "NaN" in str(exc):
+        sys.exit(3)
+    raise
+model.save_model(out)
+"""
 
 
 def _one_line(text: Any) -> str:

@@ -11,11 +11,12 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import GovTopicsError, UsageError
+from pipeline.errors import GovTopicsError, Terminated, UsageError
 
 log = logging.getLogger("pipeline")
 
@@ -141,13 +142,36 @@ def cmd_register(args: argparse.Namespace) -> int:
     from pipeline.stages import run_register
 
     ws = _workspace(args)
-    s = run_register(ws, _store(args), track=not args.no_track, fmt=args.format)
+    store = _store(args)
+    s = run_register(ws, store, track=not args.no_track, fmt=args.format)
     print(
         f"register: {s.name} version {s.version} (macro-F1 {s.macro_f1:.3f}) at {s.path}"
         + (f"; MLflow run {s.mlflow_run_id}" if s.mlflow_run_id else ""),
         file=sys.stderr,
     )
-    return 0
+    if not args.promote:
+        return 0
+    from pipeline.promote import promote, workspace_gate
+
+    p = promote(
+        store,
+        s.name,
+        str(s.version),
+        "production",
+        gate_scorer=workspace_gate(lambda: ws),
+        reason="register --promote",
+        track=not args.no_track,
+    )
+    _print_gate(p)
+    if p.refused:  # registered, not promoted: production stays the better model
+        print(
+            f"register --promote: production stays {p.name}:{p.previous} "
+            f"({p.name}:{p.version} is worse)",
+            file=sys.stderr,
+        )
+        return 0
+    print(f"production: {p.name}:{p.previous} -> {p.name}:{p.version}", file=sys.stderr)
+    return _report_promotion(p)
 
 
 def cmd_labels_check(args: argparse.Namespace) -> int:
@@ -187,11 +211,14 @@ def cmd_labels_check(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict themes for files (.txt, .md, .jsonl, .csv, .docx, .html), folders (recursive)
     or - (stdin). One record per document, in input order."""
-    from pipeline.batch import RecordWriter, run_batch
+    import itertools
+
+    from pipeline.batch import RecordWriter, check_output, run_batch, sigterm_raises
     from pipeline.documents import estimate_count, iter_documents
     from pipeline.predict import Predictor
     from pipeline.registry import parse_ref
 
+    check_output(args.output, args.paths)  # before the model is loaded: fails in a moment
     store = _store(args)
     ref = parse_ref(args.model)
     if args.model is None and "production" in store.aliases(ref.name):
@@ -200,17 +227,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     name = f"{manifest['name']}:{manifest['version']}"
     predictor = Predictor(model, name=name)
     model_ref = (str(store.root), manifest["name"], int(manifest["version"]))
-    items = iter_documents(args.paths, text_field=args.text_field, id_field=args.id_field)
-    first = next(items, None)  # a missing path fails here, before any output is started
-    tty = sys.stderr.isatty()
+    items = iter_documents(
+        args.paths, text_field=args.text_field, id_field=args.id_field, skip=args.output
+    )
     progress = None
-    if tty:
-        from tqdm import tqdm
-
-        progress = tqdm(
-            total=estimate_count(args.paths), unit="doc", file=sys.stderr, dynamic_ncols=True
-        )
-    writer = RecordWriter(args.output, args.format, predictor.themes)
 
     def report(err: Any) -> None:
         msg = f"topics predict: {err.source}: {err.error}"
@@ -219,24 +239,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             print(msg, file=sys.stderr)
 
-    import itertools
-
-    stream = itertools.chain([first], items) if first is not None else iter(())
     try:
-        summary = run_batch(
-            stream,
-            predictor,
-            writer,
-            jobs=args.jobs,
-            paragraphs=args.paragraphs,
-            model_ref=model_ref,
-            progress=progress,
-            on_error=report,
-        )
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+        with sigterm_raises():  # SIGTERM cleans up as Ctrl-C does: no .partial file is left
+            first = next(items, None)  # a missing path fails here, before any output is started
+            if sys.stderr.isatty():
+                from tqdm import tqdm
+
+                progress = tqdm(
+                    total=estimate_count(args.paths),
+                    unit="doc",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                )
+            stream = itertools.chain([first], items) if first is not None else iter(())
+            writer = None
+            try:
+                writer = RecordWriter(args.output, args.format, predictor.themes)
+                summary = run_batch(
+                    stream,
+                    predictor,
+                    writer,
+                    jobs=args.jobs,
+                    paragraphs=args.paragraphs,
+                    model_ref=model_ref,
+                    progress=progress,
+                    on_error=report,
+                )
+                writer.commit()
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+    except Terminated:
+        print("topics predict: terminated; no output file was left", file=sys.stderr)
+        return 143
     finally:
         if progress is not None:
             progress.close()
@@ -393,14 +429,22 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print(f"no versions of {args.name} in {store.root}")
         return 0
     print(f"{'version':>7}  {'created':<25}  {'macro-F1':>8}  {'experiment':<16}  aliases")
+    damaged = 0
     for v in versions:
-        m = store.manifest(args.name, v)
         tags = by_version.get(v, []) + (["latest"] if v == versions[-1] else [])
+        try:
+            m = store.manifest(args.name, v)
+        except GovTopicsError as exc:  # one bad version never hides the others
+            damaged += 1
+            print(f"{v:>7}  damaged: {exc.message}  {', '.join(tags)}")
+            continue
+        f1 = (m.get("metrics") or {}).get("macro_f1")
+        f1_text = f"{f1:>8.3f}" if isinstance(f1, int | float) else f"{'-':>8}"
         print(
-            f"{v:>7}  {m['created']:<25}  {m['metrics']['macro_f1']:>8.3f}  {m['experiment']:<16}  "
-            f"{', '.join(tags)}"
+            f"{v:>7}  {m.get('created', '-')!s:<25}  {f1_text}  "
+            f"{m.get('experiment', '-')!s:<16}  {', '.join(tags)}"
         )
-    return 0
+    return 1 if damaged else 0
 
 
 def cmd_models_show(args: argparse.Namespace) -> int:
@@ -426,6 +470,16 @@ def _report_promotion(p: Any) -> int:
     return 0
 
 
+def _print_gate(p: Any) -> None:
+    if p.gate is not None:
+        g = p.gate
+        print(
+            f"gate: candidate {p.name}:{p.version} macro-F1 {g['candidate']:.4f} vs production "
+            f"{p.name}:{p.previous} {g['production']:.4f} ({g['basis']})",
+            file=sys.stderr,
+        )
+
+
 def cmd_models_promote(args: argparse.Namespace) -> int:
     """Point an alias at a version. Promotion to production is gated: the candidate's
     cross-validated macro-F1 on the current gold set must be at least production's under the
@@ -442,13 +496,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
         reason=args.reason or "",
         track=not args.no_track,
     )
-    if p.gate is not None:
-        g = p.gate
-        print(
-            f"gate: candidate {p.name}:{p.version} macro-F1 {g['candidate']:.4f} vs production "
-            f"{p.name}:{p.previous} {g['production']:.4f} ({g['basis']})",
-            file=sys.stderr,
-        )
+    _print_gate(p)
     if p.refused:
         print(
             f"topics models promote: refused: {p.name}:{p.version} is worse than production "
@@ -542,6 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="artefact format: pickle (fastest to load), joblib, or skops (safe loading: "
         "allow-listed types only)",
     )
+    sp.add_argument(
+        "--promote",
+        action="store_true",
+        help="then make it production if it passes the metric gate (the first version always "
+        "does); a worse one is registered but production stays",
+    )
 
     lp = sub.add_parser("labels", help="check, import and adjudicate labels")
     lsub = lp.add_subparsers(dest="labels_command", required=True, metavar="SUBCOMMAND")
@@ -560,7 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--model",
         default=None,
-        help="NAME[@ALIAS|:VERSION] (default: gov-topics@production if promoted, else the latest)",
+        help="NAME[@ALIAS|:VERSION]; a name alone means its production version (default: "
+        "gov-topics@production; NAME@latest for the newest)",
     )
     sp.add_argument("--text-field", default="text", help="JSONL field holding the text")
     sp.add_argument("--id-field", default="id", help="JSONL field holding the id")
@@ -630,8 +685,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"topics {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"topics {args.command}: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         return 0
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 def run() -> int:
@@ -643,6 +705,9 @@ def run() -> int:
     uses pandas, so for ``predict`` it is marked unavailable before anything imports it. And the
     process exits without tearing down the interpreter once everything is written.
     """
+    # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C in every command: partial outputs
+    # are removed, a half-registered version is taken back and its MLflow run marked FAILED
+    signal.signal(signal.SIGTERM, _terminated)
     predict = sys.argv[1:2] == ["predict"]
     if predict and "pandas" not in sys.modules:
         sys.modules["pandas"] = None  # type: ignore[assignment]

@@ -2,7 +2,9 @@
 folders of them.
 
 Every document becomes a :class:`Document` or, when it cannot be read, decoded or parsed, a
-:class:`DocumentError` that names the file (and line) — one bad document never stops a batch.
+:class:`DocumentError` that names the file (and line or row) — one bad document never stops a
+batch: not a line of broken JSON, an undecodable CSV row, a special file in a folder (a FIFO, a
+link to a device), a zip bomb or a file over :data:`MAX_DOCUMENT_BYTES`.
 """
 
 from __future__ import annotations
@@ -12,14 +14,22 @@ import io
 import itertools
 import json
 import os
+import re
+import stat
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipeline.errors import DataError, UsageError
-from pipeline.textio import decode_bytes, sniff_encoding
+from pipeline.textio import decode_bytes, decode_legacy, sniff_encoding
+
+# The one size cap: a document (a file, a JSONL line, a CSV row) larger than this is refused
+# with an error record, so that no input can take the memory of a run. CSV fields may be this
+# long; a .docx file may unpack to twice this.
+MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 
 _HEAD = 1 << 16  # bytes sniffed to choose a streamed file's encoding
 
@@ -29,6 +39,9 @@ CSV_SUFFIXES = {".csv"}
 DOCX_SUFFIXES = {".docx"}
 HTML_SUFFIXES = {".html", ".htm"}
 SUFFIXES = TEXT_SUFFIXES | JSONL_SUFFIXES | CSV_SUFFIXES | DOCX_SUFFIXES | HTML_SUFFIXES
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800-\udfff in a JSON string
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # a line end in CSV, as in universal newlines
 
 
 @dataclass(frozen=True)
@@ -50,28 +63,94 @@ class DocumentError:
 Item = Document | DocumentError
 
 
-def _walk(path: Path, errors: list[DocumentError]) -> Iterator[Path]:
-    """Files under a folder, sorted, following no symlink loops; unreadable entries reported."""
+def _too_big(what: str) -> str:
+    return (
+        f"{what} larger than the {MAX_DOCUMENT_BYTES >> 20} MB limit per document; split it "
+        "into smaller documents"
+    )
+
+
+def printable(name: str) -> str:
+    """A file name as it can be written to UTF-8 output: bytes that are not UTF-8 (kept by
+    Python as lone surrogates) become ``\\xff`` escapes."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text_problem(text: str) -> str | None:
+    """Why a decoded document is not one to score, or None."""
+    if not text or text.isspace():
+        return "empty document (no text)"
+    if "\x00" in text:
+        return "binary/NUL content: not a text document"
+    return None
+
+
+def _field_problem(text: str, name: str) -> str | None:
+    if not text or text.isspace():
+        return f"empty {name!r} field"
+    if "\x00" in text:
+        return f"NUL characters in the {name!r} field: binary content, not text"
+    return None
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file"
+
+
+def _walk(path: Path, skip: tuple[int, int] | None = None) -> Iterator[Path | DocumentError]:
+    """Files under a folder, sorted, following no symlink loops. Unreadable entries and special
+    files (FIFOs, devices, sockets, or links to them: reading one could hang or never end) are
+    error records, in their place. The file ``skip`` (device, inode) is left out."""
     seen: set[tuple[int, int]] = set()
+    errors: list[DocumentError] = []
+
+    def error(where: str, message: str) -> DocumentError:
+        return DocumentError(printable(where), printable(where), message)
 
     def onerror(exc: OSError) -> None:
-        errors.append(
-            DocumentError(str(exc.filename), str(exc.filename), f"cannot read: {exc.strerror}")
-        )
+        errors.append(error(str(exc.filename), f"cannot read: {exc.strerror}"))
 
     for dirpath, dirnames, filenames in os.walk(path, followlinks=True, onerror=onerror):
+        yield from errors
+        errors.clear()
         st = os.stat(dirpath)
         key = (st.st_dev, st.st_ino)
         if key in seen:
-            errors.append(DocumentError(dirpath, dirpath, "symlink loop: folder already visited"))
+            yield error(dirpath, "symlink loop: folder already visited")
             dirnames[:] = []
             continue
         seen.add(key)
         dirnames.sort()
         for name in sorted(filenames):
             p = Path(dirpath) / name
-            if p.suffix.lower() in SUFFIXES:
+            if p.suffix.lower() not in SUFFIXES:
+                continue
+            try:
+                st = os.stat(p)
+            except OSError as exc:
+                yield error(str(p), f"cannot read: {exc.strerror}")
+                continue
+            mode = st.st_mode
+            if (st.st_dev, st.st_ino) == skip:
+                continue
+            if stat.S_ISREG(mode):
                 yield p
+            else:
+                yield error(
+                    str(p),
+                    f"not a regular file ({_special_kind(mode)}): skipped; name it on the "
+                    "command line to read it",
+                )
+    yield from errors
 
 
 def _peek(fh: BinaryIO) -> bytes:
@@ -79,56 +158,172 @@ def _peek(fh: BinaryIO) -> bytes:
     return fh.peek(_HEAD)[:_HEAD] if isinstance(fh, io.BufferedReader) else b""
 
 
-def _decode_lines(lines: Iterable[bytes], source: str) -> Iterator[tuple[int, str | DocumentError]]:
+# -- lines: bounded, decoded one at a time -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Overlong:
+    """A line longer than the cap, skipped without being held in memory."""
+
+    quotes: int  # the '"' in it: a CSV reader needs them to find where its record ends
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """A line no encoding decodes: ``text`` is it decoded leniently (a CSV reader still needs
+    its quotes and commas to find where its record ends), ``problem`` says what is wrong."""
+
+    text: str
+    problem: str
+
+
+Line = str | _Overlong | _Undecodable | DocumentError
+
+
+def _bounded_lines(fh: Any, limit: int, ends: Any) -> Iterator[Any]:
+    """The lines of a binary or text stream, none longer than ``limit``: a longer line is read
+    to its end in pieces, dropped and stands as an :class:`_Overlong`."""
+    while True:
+        line = fh.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith(ends):
+            yield line
+        else:
+            yield _skip_line(fh, line, ends)
+
+
+def _skip_line(fh: Any, line: Any, ends: Any) -> _Overlong:
+    """Read the rest of an over-long line (of which ``line`` is the start) and drop it."""
+    quote = b'"' if isinstance(line, bytes) else '"'
+    quotes = line.count(quote)
+    while not line.endswith(ends):
+        line = fh.readline(1 << 20)
+        if not line:
+            break
+        quotes += line.count(quote)
+    return _Overlong(quotes)
+
+
+def _split_lone_cr(lines: Iterable[Any]) -> Iterator[Any]:
+    """Lines also split after a CR not followed by LF, as a CSV reader reads them."""
+    for line in lines:
+        if isinstance(line, bytes) and b"\r" in line[:-2]:
+            yield from (part for part in _LONE_CR.split(line) if part)
+        else:
+            yield line
+
+
+def _decode_lines(lines: Iterable[bytes | _Overlong]) -> Iterator[tuple[int, Line]]:
     """Numbered lines decoded one at a time: UTF-8 (a BOM on the first line is dropped), else
-    GB18030, else an error record for that line alone. UTF-8 is tried first on every line because
-    it almost never decodes text in another encoding by accident."""
+    GB18030 or Big5 (:func:`pipeline.textio.decode_legacy`; the encoding found for one line is
+    tried first on the next), else :class:`_Undecodable` for that line alone. UTF-8 is tried
+    first on every line because it almost never decodes text in another encoding by accident."""
+    legacy: str | None = None
     for lineno, raw in enumerate(lines, 1):
+        if isinstance(raw, _Overlong):
+            yield lineno, raw
+            continue
         if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
+        line: Line
         try:
-            yield lineno, raw.decode("utf-8")
-        except UnicodeDecodeError:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as utf8_error:
             try:
-                yield lineno, raw.decode("gb18030")
-            except UnicodeDecodeError as exc:
-                where = f"{source}:{lineno}"
-                msg = f"cannot decode as UTF-8 or GB18030 (bad byte at column {exc.start + 1})"
-                yield lineno, DocumentError(where, where, f"{msg}; convert the file to UTF-8")
+                line, legacy = decode_legacy(raw, legacy)
+            except DataError as exc:
+                problem = (
+                    "cannot decode as UTF-8 or GB18030 or Big5 (bad byte at column "
+                    f"{utf8_error.start + 1})"
+                    if exc.message.startswith("cannot decode")
+                    else exc.message
+                )
+                line = _Undecodable(
+                    raw.decode("utf-8", "replace"), f"{problem}; convert the file to UTF-8"
+                )
+        yield lineno, line
 
 
-def _utf16_lines(fh: BinaryIO, enc: str, source: str) -> Iterator[tuple[int, str | DocumentError]]:
+def _text_lines(
+    fh: BinaryIO, enc: str, source: str, newline: str | None
+) -> Iterator[tuple[int, Line]]:
+    """Numbered lines of a stream in a text encoding (UTF-16), up to the first undecodable
+    character, which is an error record for the rest of the file."""
+    text = io.TextIOWrapper(fh, encoding=enc, newline=newline)
     lineno = 0
     try:
-        for lineno, line in enumerate(io.TextIOWrapper(fh, encoding=enc), 1):
+        for lineno, line in enumerate(_bounded_lines(text, MAX_DOCUMENT_BYTES, ("\n", "\r")), 1):
             yield lineno, line
     except UnicodeDecodeError:
         where = f"{source}:{lineno + 1}"
-        yield lineno + 1, DocumentError(where, where, f"invalid {enc.upper()} text from here on")
+        yield (
+            lineno + 1,
+            DocumentError(
+                where, where, f"invalid {enc.upper()} text from here on; convert the file to UTF-8"
+            ),
+        )
+    finally:
+        text.detach()
+
+
+# -- JSONL ---------------------------------------------------------------------------------------
+
+
+def _lone_surrogate(obj: Any) -> bool:
+    """True when a parsed JSON value holds a lone surrogate (``"\\ud800"``): not a character,
+    it can be neither scored nor written."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return True
+    return False
 
 
 def _jsonl_items(
-    numbered: Iterable[tuple[int, str | DocumentError]], source: str, text_field: str, id_field: str
+    numbered: Iterable[tuple[int, Line]], source: str, text_field: str, id_field: str
 ) -> Iterator[Item]:
     for lineno, line in numbered:
         if isinstance(line, DocumentError):
             yield line
             continue
+        where = f"{source}:{lineno}"
+        if isinstance(line, _Overlong):
+            yield DocumentError(where, where, _too_big("line"))
+            continue
+        if isinstance(line, _Undecodable):
+            yield DocumentError(where, where, line.problem)
+            continue
         if not line.strip():
             continue
-        where = f"{source}:{lineno}"
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield DocumentError(where, where, f"invalid JSON ({exc.msg})")
+        except RecursionError:
+            yield DocumentError(where, where, "invalid JSON (nested too deeply)")
+            continue
+        except ValueError as exc:  # JSONDecodeError, or an integer of over 4,300 digits
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).split(":")[0]
+            yield DocumentError(where, where, f"invalid JSON ({msg})")
             continue
         if not isinstance(obj, dict):
             yield DocumentError(where, where, "expected a JSON object")
+            continue
+        if _SURROGATE_ESCAPE.search(line) and _lone_surrogate(obj):
+            yield DocumentError(
+                where,
+                where,
+                "invalid JSON string: a lone surrogate escape (such as \\ud800) is not a "
+                "character; fix the escapes (a pair such as \\ud83d\\ude00 is fine)",
+            )
             continue
         doc_id = str(obj.get(id_field, where))
         value = obj.get(text_field)
         if not isinstance(value, str):
             yield DocumentError(doc_id, where, f"no text in field {text_field!r}")
+            continue
+        problem = _field_problem(value, text_field)
+        if problem:
+            yield DocumentError(doc_id, where, problem)
             continue
         meta = {
             k: v
@@ -138,50 +333,179 @@ def _jsonl_items(
         yield Document(doc_id, where, value, meta)
 
 
+def _lines(fh: BinaryIO, source: str, newline: str | None) -> Iterator[tuple[int, Line]]:
+    """A stream's numbered, decoded, bounded lines: UTF-16 (recognised from its first 64 KB)
+    decoded as a stream, anything else a line at a time."""
+    enc = sniff_encoding(_peek(fh))
+    if enc.startswith("utf-16"):
+        return _text_lines(fh, enc, source, newline)
+    lines = _bounded_lines(fh, MAX_DOCUMENT_BYTES, b"\n")
+    return _decode_lines(_split_lone_cr(lines) if newline == "" else lines)
+
+
 def read_jsonl(fh: BinaryIO, source: str, text_field: str, id_field: str) -> Iterator[Item]:
     """Documents of a JSONL stream, one per line, read and decoded a line at a time so that a file
-    of any size streams (UTF-16, recognised from the first 64 KB, is decoded as a stream)."""
-    enc = sniff_encoding(_peek(fh))
-    numbered = (
-        _utf16_lines(fh, enc, source) if enc.startswith("utf-16") else _decode_lines(fh, source)
-    )
-    yield from _jsonl_items(numbered, source, text_field, id_field)
+    of any size streams. A line that cannot be decoded or parsed, or is over the size cap, is one
+    error record naming the line."""
+    yield from _jsonl_items(_lines(fh, source, None), source, text_field, id_field)
+
+
+# -- CSV -----------------------------------------------------------------------------------------
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+class _Unreadable(Exception):
+    def __init__(self, error: DocumentError) -> None:
+        super().__init__(error.error)
+        self.error = error
+
+
+class _CsvFeed:
+    """The lines a CSV reader reads, one record at a time, noting for each record its first
+    line, its quotes (to find its end after an error) and any line that did not decode."""
+
+    def __init__(self, numbered: Iterator[tuple[int, Line]]) -> None:
+        self.numbered = numbered
+        self.start()
+
+    def start(self) -> None:
+        self.first = 0
+        self.quotes = 0
+        self.problem: str | None = None
+
+    def __iter__(self) -> _CsvFeed:
+        return self
+
+    def __next__(self) -> str:
+        lineno, line = next(self.numbered)
+        self.first = self.first or lineno
+        if isinstance(line, DocumentError):
+            raise _Unreadable(line)
+        if isinstance(line, _Overlong):
+            self.quotes += line.quotes
+            raise _LineTooLong
+        if isinstance(line, _Undecodable):
+            self.problem = self.problem or line.problem
+            line = line.text
+        self.quotes += line.count('"')
+        return line
+
+    def skip_record(self) -> None:
+        """Read on to the end of a record a CSV reader gave up on: its quotes balance."""
+        while self.quotes % 2:
+            try:
+                next(self)
+            except (_LineTooLong, _Unreadable):
+                continue
+            except StopIteration:
+                return
 
 
 def read_csv(fh: BinaryIO, source: str, text_field: str, id_field: str) -> Iterator[Item]:
-    """Rows of a CSV stream (header row; quoted fields may span lines), read row by row.
-    ``source`` gets the row."""
+    """Rows of a CSV stream (header row; quoted fields may span lines), read row by row. Each row
+    is decoded on its own (as JSONL lines are), so a row that cannot be decoded or parsed, or is
+    over the size cap, is one error record naming its row (and line), and the rows after it are
+    read. ``source`` gets the row."""
     import csv
 
-    enc = sniff_encoding(_peek(fh))
-    text = io.TextIOWrapper(fh, encoding=enc, newline="")
-    row = 0
+    if csv.field_size_limit() < MAX_DOCUMENT_BYTES:
+        csv.field_size_limit(MAX_DOCUMENT_BYTES)
+    feed = _CsvFeed(_lines(fh, source, ""))
+    reader = csv.reader(feed)
     try:
-        reader = csv.DictReader(text)
-        if reader.fieldnames is None or text_field not in reader.fieldnames:
-            cols = ", ".join(reader.fieldnames or []) or "none"
-            yield DocumentError(
-                source, source, f"no column {text_field!r} (columns: {cols}); use --text-field"
-            )
-            return
-        for row, rec in enumerate(reader, 1):
-            where = f"{source}:row {row}"
-            value = rec.get(text_field)
-            doc_id = rec.get(id_field) or where
-            if not value or not value.strip():
-                yield DocumentError(doc_id, where, f"empty {text_field!r} field")
-                continue
-            yield Document(doc_id, where, value)
-    except csv.Error as exc:
-        yield DocumentError(source, f"{source}:row {row + 1}", f"CSV error: {exc}")
-    except UnicodeDecodeError:
+        header = next(reader, [])
+    except _Unreadable as exc:
+        yield exc.error
+        return
+    except (csv.Error, _LineTooLong) as exc:
+        yield DocumentError(source, source, f"unreadable header row ({exc or 'too long'})")
+        return
+    if feed.problem:
+        yield DocumentError(source, source, f"header row: {feed.problem}")
+        return
+    if text_field not in header:
+        cols = ", ".join(header) or "none"
         yield DocumentError(
-            source,
-            f"{source}:row {row + 1}",
-            f"cannot decode as {enc.upper()} from here on; convert the file to UTF-8",
+            source, source, f"no column {text_field!r} (columns: {cols}); use --text-field"
         )
-    finally:
-        text.detach()
+        return
+    col = header.index(text_field)
+    id_col = header.index(id_field) if id_field in header else None
+    row = 0
+    while True:
+        feed.start()
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except _Unreadable as exc:
+            yield exc.error
+            return
+        except (csv.Error, _LineTooLong) as exc:
+            row += 1
+            where = f"{source}:row {row}"
+            if isinstance(exc, _LineTooLong) or "field limit" in str(exc):
+                msg = _too_big(f"row (from line {feed.first})")
+            else:
+                msg = f"CSV error at line {feed.first}: {exc}"
+            yield DocumentError(where, where, msg)
+            feed.skip_record()
+            reader = csv.reader(feed)  # a fresh reader: the old one stopped inside the record
+            continue
+        if not rec and feed.problem is None:
+            continue  # a blank line
+        row += 1
+        where = f"{source}:row {row}"
+        if feed.problem:
+            yield DocumentError(where, where, f"line {feed.first}: {feed.problem}")
+            continue
+        value = rec[col] if col < len(rec) else ""
+        doc_id = (rec[id_col] if id_col is not None and id_col < len(rec) else "") or where
+        problem = _field_problem(value, text_field)
+        if problem:
+            yield DocumentError(doc_id, where, problem)
+            continue
+        yield Document(doc_id, where, value)
+
+
+# -- whole files ---------------------------------------------------------------------------------
+
+
+def _docx_problem(data: bytes) -> str | None:
+    """Why a .docx file must not be opened, or None: it unpacks to more than twice the size
+    cap (a zip bomb: python-docx would hold it all in memory), judged from the sizes the zip
+    declares and then from the bytes it actually inflates to, read in bounded pieces."""
+    import zipfile
+
+    limit = 2 * MAX_DOCUMENT_BYTES
+
+    def refuse(size: str) -> str:
+        return (
+            f"the .docx file unpacks to {size}, over the {limit >> 20} MB limit (a zip bomb?); "
+            "save it as .txt or split it"
+        )
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            declared = sum(i.file_size for i in infos)
+            if declared > limit:
+                return refuse(f"{declared / (1 << 20):.0f} MB")
+            total = 0
+            for info in infos:
+                with zf.open(info) as member:
+                    while chunk := member.read(1 << 20):
+                        total += len(chunk)
+                        if total > limit:
+                            return refuse(f"more than {limit >> 20} MB")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as exc:
+        return f"not a readable .docx file ({type(exc).__name__})"
+    except (NotImplementedError, RuntimeError) as exc:  # unsupported compression, encrypted
+        return f"not a readable .docx file ({exc})"
+    return None
 
 
 def read_docx(data: bytes, source: str) -> Item:
@@ -192,6 +516,9 @@ def read_docx(data: bytes, source: str) -> Item:
         return DocumentError(
             source, source, "reading .docx needs python-docx: pip install 'gov-topics[formats]'"
         )
+    problem = _docx_problem(data)
+    if problem:
+        return DocumentError(source, source, problem)
     try:
         d = docx.Document(io.BytesIO(data))
     except Exception as exc:  # python-docx raises zip, XML and key errors alike
@@ -202,9 +529,10 @@ def read_docx(data: bytes, source: str) -> Item:
             cells = [c.text.strip() for c in r.cells if c.text.strip()]
             if cells:
                 parts.append(" ".join(dict.fromkeys(cells)))
-    if not parts:
+    text = "\n".join(parts)
+    if not parts or "\x00" in text:
         return DocumentError(source, source, "the .docx file has no text")
-    return Document(source, source, "\n".join(parts))
+    return Document(source, source, text)
 
 
 def read_html(data: bytes, source: str) -> Item:
@@ -224,12 +552,49 @@ def read_html(data: bytes, source: str) -> Item:
     )
     if not text or not text.strip():
         return DocumentError(source, source, "no main text found in the page")
+    problem = _text_problem(text)
+    if problem:
+        return DocumentError(source, source, problem)
     return Document(source, source, text)
 
 
+def _read_capped(path: Path) -> bytes | None:
+    """A whole file's bytes, or None when it is over the size cap (a regular file is judged by
+    its size first; anything else, a link to /dev/zero, is read no further than the cap)."""
+    cap = MAX_DOCUMENT_BYTES
+    with path.open("rb") as fh:
+        st = os.fstat(fh.fileno())
+        regular = stat.S_ISREG(st.st_mode)
+        if regular and st.st_size > cap:
+            return None
+        # read by the size a regular file has (one read, as read_bytes does: no buffer of the
+        # cap's size for every small file), in 1 MB pieces anything else, up to the cap
+        size = st.st_size + 1 if regular else 1 << 20
+        chunks: list[bytes] = []
+        total = 0
+        while total <= cap:
+            chunk = fh.read(min(size, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            size = 1 << 20
+    return b"".join(chunks) if total <= cap else None
+
+
+def _text_document(data: bytes, source: str) -> Item:
+    try:
+        text = decode_bytes(data, source)
+    except DataError as exc:
+        return DocumentError(source, source, str(exc))
+    problem = _text_problem(text)
+    return DocumentError(source, source, problem) if problem else Document(source, source, text)
+
+
 def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Iterator[Item]:
-    """The documents of one file. JSONL and CSV files stream: memory does not grow with them."""
-    source = str(path)
+    """The documents of one file. JSONL and CSV files stream: memory does not grow with them;
+    any other file is one document, refused over :data:`MAX_DOCUMENT_BYTES`."""
+    source = printable(str(path))
     suffix = path.suffix.lower()
     try:
         if path.name.lower().endswith(tuple(s + ".gz" for s in JSONL_SUFFIXES)):
@@ -243,57 +608,77 @@ def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Ite
                 read = read_jsonl if suffix in JSONL_SUFFIXES else read_csv
                 yield from read(fh, source, text_field, id_field)
             return
-        data = path.read_bytes()
+        data = _read_capped(path)
     except OSError as exc:
-        yield DocumentError(source, source, f"cannot read: {exc.strerror}")
+        yield DocumentError(source, source, f"cannot read: {exc.strerror or exc}")
         return
-    try:
-        if suffix in DOCX_SUFFIXES:
-            yield read_docx(data, source)
-        elif suffix in HTML_SUFFIXES:
-            yield read_html(data, source)
-        else:
-            yield Document(source, source, decode_bytes(data, source))
-    except DataError as exc:
-        yield DocumentError(source, source, exc.message)
+    except (EOFError, zlib.error) as exc:  # a truncated or corrupt .gz file
+        yield DocumentError(source, source, f"cannot read: {exc}")
+        return
+    if data is None:
+        yield DocumentError(source, source, _too_big("file"))
+    elif suffix in DOCX_SUFFIXES:
+        yield read_docx(data, source)
+    elif suffix in HTML_SUFFIXES:
+        yield read_html(data, source)
+    else:
+        yield _text_document(data, source)
 
 
 def read_stdin(stream: BinaryIO, text_field: str, id_field: str) -> Iterator[Item]:
     """Standard input: JSONL (streamed) when its first non-blank line opens an object, else one
-    text document."""
+    text document (refused over :data:`MAX_DOCUMENT_BYTES`)."""
     src = "<stdin>"
+    cap = MAX_DOCUMENT_BYTES
     enc = sniff_encoding(_peek(stream))
     if enc.startswith("utf-16"):  # rare on a pipe: read it whole
+        data = stream.read(cap + 1)
+        if len(data) > cap:
+            yield DocumentError(src, src, _too_big("standard input"))
+            return
         try:
-            text = decode_bytes(stream.read(), src)
+            text = decode_bytes(data, src)
         except DataError as exc:
-            yield DocumentError(src, src, exc.message)
+            yield DocumentError(src, src, str(exc))
             return
         if text.lstrip().startswith("{"):
             yield from _jsonl_items(enumerate(text.splitlines(), 1), src, text_field, id_field)
         else:
-            yield Document(src, src, text)
+            problem = _text_problem(text)
+            yield DocumentError(src, src, problem) if problem else Document(src, src, text)
         return
     lead: list[bytes] = []
-    while True:  # the blank lines before the first line with text
-        line = stream.readline()
+    size = 0
+    while size <= cap:  # the blank lines before the first line with text
+        line = stream.readline(cap + 1)
         lead.append(line)
+        size += len(line)
         if not line or line.strip():
             break
     if line.strip().lstrip(codecs.BOM_UTF8).startswith(b"{"):
-        lines = itertools.chain(lead, stream)
-        yield from _jsonl_items(_decode_lines(lines, src), src, text_field, id_field)
+        first: list[bytes | _Overlong] = list(lead)
+        if len(line) > cap and not line.endswith(b"\n"):  # a first line over the cap
+            first[-1] = _skip_line(stream, line, b"\n")
+        lines = itertools.chain(first, _bounded_lines(stream, cap, b"\n"))
+        yield from _jsonl_items(_decode_lines(lines), src, text_field, id_field)
         return
-    try:
-        yield Document(src, src, decode_bytes(b"".join(lead) + stream.read(), src))
-    except DataError as exc:
-        yield DocumentError(src, src, exc.message)
+    data = b"".join(lead)
+    data += stream.read(cap + 1 - len(data)) if len(data) <= cap else b""
+    if len(data) > cap:
+        yield DocumentError(src, src, _too_big("standard input"))
+        return
+    yield _text_document(data, src)
 
 
 def iter_documents(
-    paths: Sequence[str], text_field: str = "text", id_field: str = "id"
+    paths: Sequence[str], text_field: str = "text", id_field: str = "id", skip: str | None = None
 ) -> Iterator[Item]:
     """Documents from files, folders (recursive) and ``-`` (stdin: JSONL if it parses, else text).
+
+    A file named on the command line is read whatever it is (a FIFO, ``/dev/stdin``); in a
+    folder only regular files are read, anything else is an error record. ``skip`` is a file
+    that a folder may hold and that is not read: the output being written, which a later run
+    must not take for an input.
 
     Raises
     ------
@@ -302,24 +687,31 @@ def iter_documents(
     """
     for raw in paths:
         if raw != "-" and not Path(raw).exists():
-            raise UsageError(f"{raw}: no such file or folder", "check the path")
+            raise UsageError(f"{printable(raw)}: no such file or folder", "check the path")
+    try:
+        st = os.stat(skip) if skip else None
+    except OSError:
+        st = None
+    skip_key = (st.st_dev, st.st_ino) if st is not None else None
     for raw in paths:
         if raw == "-":
             yield from read_stdin(sys.stdin.buffer, text_field, id_field)
             continue
         path = Path(raw)
         if path.is_dir():
-            errors: list[DocumentError] = []
-            for f in _walk(path, errors):
-                yield from read_path(f, text_field, id_field)
-            yield from errors
+            for f in _walk(path, skip_key):
+                if isinstance(f, DocumentError):
+                    yield f
+                else:
+                    yield from read_path(f, text_field, id_field)
         else:
             yield from read_path(path, text_field, id_field)
 
 
 def estimate_count(paths: Sequence[str]) -> int | None:
     """How many documents the inputs hold, roughly (for a progress bar's ETA); ``None`` for
-    stdin. Counts lines of JSONL and rows of CSV files without parsing them."""
+    stdin. Counts lines of JSONL and rows of CSV files without parsing them; opens only regular
+    files (reading a FIFO would consume it)."""
     total = 0
     for raw in paths:
         if raw == "-":
@@ -330,7 +722,7 @@ def estimate_count(paths: Sequence[str]) -> int | None:
         )
         for f in files:
             suffix = f.suffix.lower()
-            if suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES:
+            if (suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES) and f.is_file():
                 try:
                     with f.open("rb") as fh:
                         total += sum(1 for line in fh if line.strip()) - (suffix in CSV_SUFFIXES)

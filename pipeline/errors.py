@@ -53,3 +53,9 @@ class ModelError(GovTopicsError):
     """A model that cannot be found, loaded or trusted."""
 
     exit_code = 2
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: the command stops as on Ctrl-C, cleaning up on the way (no partial
+    output, no half-registered version). A ``BaseException``, so that no ``except Exception`` on
+    the way swallows it; the CLI exits with 143."""

@@ -321,10 +321,13 @@ def evaluate_experiment(
     if model["search_choices"]:
         report["search"] = model["search_choices"]
     if learning_curve and ev.learning_curve:
-        report["learning_curve"] = learning_curve_points(cfg, data, themes, lexicons)
+        # the full-data point is the model's first repeat (same folds, same fitter) unless a
+        # nested search chose the model's parameters
+        full = None if cfg.search else model
+        report["learning_curve"] = learning_curve_points(cfg, data, themes, lexicons, full=full)
         if extra:
             report["learning_curve_seed"] = learning_curve_points(
-                cfg, data, themes, lexicons, vary="seed"
+                cfg, data, themes, lexicons, vary="seed", full=full
             )
     return report
 
@@ -371,28 +374,33 @@ def learning_curve_points(
     themes: Sequence[str],
     lexicons: dict[str, tuple[str, ...]],
     vary: str = "all",
+    full: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Macro-F1 against the number of labelled training units (same folds, one repeat each).
 
     ``vary="all"`` subsamples every training unit; ``vary="seed"`` subsamples only the real seed
     articles on the training side and keeps the written corpus whole, which shows what more
-    *real* labelled text would buy.
+    *real* labelled text would buy. ``full``, the model's own cross-validation result, supplies
+    the point at fraction 1.0 (its first repeat is that very computation), saving its fits.
     """
     points = []
     n_seed = int(len(data.seed) * (1 - 1 / cfg.evaluation.folds))
     n_written = len(data.written)
     for frac in cfg.evaluation.learning_curve:
-        res = cross_validate(
-            data,
-            model_fitter(cfg, themes, lexicons),
-            themes,
-            folds=cfg.evaluation.folds,
-            repeats=1,
-            seed=cfg.seed,
-            use_written=bool(data.written),
-            train_fraction=frac if vary == "all" else 1.0,
-            seed_fraction=frac if vary == "seed" else 1.0,
-        )
+        if frac >= 1.0 and full is not None:
+            f1 = float(full["repeats"][0])
+        else:
+            f1 = cross_validate(
+                data,
+                model_fitter(cfg, themes, lexicons),
+                themes,
+                folds=cfg.evaluation.folds,
+                repeats=1,
+                seed=cfg.seed,
+                use_written=bool(data.written),
+                train_fraction=frac if vary == "all" else 1.0,
+                seed_fraction=frac if vary == "seed" else 1.0,
+            )["macro_f1"]["mean"]
         units = (
             int((n_seed + n_written) * frac) if vary == "all" else int(n_seed * frac) + n_written
         )
@@ -401,7 +409,7 @@ def learning_curve_points(
                 "fraction": frac,
                 "train_units": units,
                 "seed_units": int(n_seed * frac) if vary == "seed" else None,
-                "macro_f1": res["macro_f1"]["mean"],
+                "macro_f1": f1,
             }
         )
     return points

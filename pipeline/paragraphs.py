@@ -22,6 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pipeline.textio import normalize_line, normalize_text
 
 MAX_CHARS = 500  # paragraphs longer than this are split at sentence ends
+# Scoring only: a line longer than this is cut at sentence ends before cleaning (so that a
+# document with no line breaks is not cleaned, or dropped, as one line), and no paragraph scored
+# is longer (a run of text with no sentence end is cut at a comma).
+LONG_LINE = 2 * MAX_CHARS
 MIN_CHARS = 15  # shorter leftovers carry no theme ("一年来,主要推进了以下工作:")
 NEAR_DUP_SHINGLE = 5
 NEAR_DUP_THRESHOLD = 0.8  # containment of a paragraph's shingles in an earlier one
@@ -45,7 +49,8 @@ _NAMES_ONLY = re.compile(
 _TRAILING_CREDIT = re.compile(
     r"\s*(?:\(|（)?(?:记者|通讯员|作者)\s*[\u4e00-\u9fff ]{2,12}(?:/文|/摄|/图)?\)?$"
 )
-_PUBLISHER_LINE = re.compile(r"发布\s*\(第\s*\d+\s*期\)")
+# a whole line "<publisher>发布(第N期)", perhaps followed by (names): not a body line that cites it
+_PUBLISHER_LINE = re.compile(r"^[^。!?;]{0,40}发布\s*\(第\s*\d+\s*期\)(?:\s*\([^()]{0,20}\))*\s*$")
 _DATELINE = re.compile(r"^本报(?:讯)?\s*\((?:记者|通讯员)[^)]{0,30}\)")
 _LINK_LIST = re.compile(
     r"^(?:热点回顾|相关阅读|相关新闻|推荐阅读|延伸阅读|往期回顾|往期推荐|最新评论|更多阅读)\s*$"
@@ -55,6 +60,7 @@ _SHARE = re.compile(
 )
 _META = re.compile(r"\d{4}-\d{1,2}-\d{1,2}(?:\s+\d{1,2}:\d{2})?\s*$")
 _SENT_PUNCT = re.compile(r"[。!?;,:、]")
+_SOFT_BREAKS = ",、: "  # where a run with no sentence end is cut (after NFKC)
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ class _Block:
 
 def _classify(text: str) -> str | None:
     """Return a drop reason for a boilerplate line, or None to keep it."""
-    if _CREDIT.match(text) or _PUBLISHER_LINE.search(text) or _NAMES_ONLY.match(text):
+    if _CREDIT.match(text) or _PUBLISHER_LINE.match(text) or _NAMES_ONLY.match(text):
         return "credit"
     if _SHARE.search(text) and len(text) < 40:
         return "share_prompt"
@@ -336,6 +342,10 @@ def split_paragraphs(text: str) -> list[str]:
 
     A text that cleaning would drop entirely (a bare headline, a caption) is scored as it is.
     Exact repeats are dropped; near-repeats are kept (they cannot change the document's themes).
+    A line longer than :data:`LONG_LINE` (a document with no line breaks) is first cut into
+    paragraphs at sentence ends, as :func:`split_long` cuts a long paragraph, so that it is
+    cleaned and scored paragraph by paragraph; no paragraph returned is longer than
+    :data:`LONG_LINE`.
 
     Examples
     --------
@@ -344,8 +354,44 @@ def split_paragraphs(text: str) -> list[str]:
     >>> split_paragraphs("察看氢能设备")
     ['察看氢能设备']
     """
-    units = ingest_text("doc", text, near_duplicates=False).units
+    units = ingest_text("doc", _cut_long_lines(text), near_duplicates=False).units
     if units:
-        return [u.text for u in units]
-    norm = normalize_text(text).replace("\n", " ")
-    return [norm] if norm else []
+        paras = [u.text for u in units]
+    else:
+        norm = normalize_text(text).replace("\n", " ")
+        paras = [norm] if norm else []
+    if any(len(p) > LONG_LINE for p in paras):
+        paras = [piece for p in paras for piece in _cut_run(p)]
+    return paras
+
+
+def _cut_long_lines(text: str) -> str:
+    """``text`` with every line longer than :data:`LONG_LINE` cut at sentence ends into lines of
+    at most :data:`MAX_CHARS` (unchanged, and not copied, when it has no such line)."""
+    if len(text) <= LONG_LINE or max(map(len, text.split("\n"))) <= LONG_LINE:
+        return text  # the usual case, found in about 1% of the time cleaning takes
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n").split("\n")
+    out: list[str] = []
+    for line in lines:
+        out.extend(
+            split_long(normalize_line(line, join_cjk=False)) if len(line) > LONG_LINE else [line]
+        )
+    return "\n".join(out)
+
+
+def _cut_run(text: str) -> list[str]:
+    """A paragraph longer than :data:`LONG_LINE` (a sentence with no end) cut into pieces of at
+    most :data:`MAX_CHARS`, after a comma or a space where there is one in the second half."""
+    if len(text) <= LONG_LINE:
+        return [text]
+    out = []
+    pos = 0
+    while len(text) - pos > LONG_LINE:
+        window = text[pos : pos + MAX_CHARS]
+        cut = max(window.rfind(c) for c in _SOFT_BREAKS) + 1
+        if cut <= MAX_CHARS // 2:
+            cut = MAX_CHARS
+        out.append(text[pos : pos + cut].strip())
+        pos += cut
+    out.append(text[pos:].strip())
+    return [p for p in out if p]

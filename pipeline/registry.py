@@ -3,15 +3,25 @@
 A version folder holds the model artefact, ``manifest.json`` (what it is, what it was trained on,
 how good it is, and the artefact's sha256) and the evaluation report. Versions are written to a
 temporary folder and renamed into place under a lock, so two trainings get two distinct complete
-versions and a killed training leaves none behind. Loading verifies the sha256 first.
+versions and a killed training leaves none behind.
+
+The store loads only what it wrote. Names are identifiers and versions numbers, so every path
+stays inside the store; a manifest may name only the artefact file its format writes, inside its
+own version folder; and every manifest is signed (HMAC-SHA256 with the store key, see
+:func:`store_key`), so its format, artefact sha256, thresholds and metrics cannot be edited
+without the key. Loading checks the signature, then the artefact's sha256, then unpickles, then
+checks the model's thresholds against the manifest's.
 
 Aliases (``production``, ``staging``) live in ``aliases.json``; every move is appended to
-``audit.jsonl``. ``latest`` is always the highest version.
+``audit.jsonl``. ``latest`` is always the highest version. A damaged ``aliases.json`` is rebuilt
+from the audit log, a damaged audit line is reported and skipped: neither stops a command.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -23,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, ModelError
-from pipeline.fsutil import atomic_write_text, sha256_file
+from pipeline.fsutil import atomic_write_text, pid_alive, sha256_file
 from pipeline.provenance import library_versions
 
 log = logging.getLogger(__name__)
@@ -60,6 +70,89 @@ SKOPS_PIPELINE_TYPES = frozenset(
 MANIFEST = "manifest.json"
 ALIASES = ("production", "staging")
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+?)?(?:(?P<sep>[@:])(?P<ref>[A-Za-z0-9_.-]+))?$")
+# a model name is one path component: letters, digits, "_" and "-", dots only between them
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
+KEY_ENV = "GOV_TOPICS_STORE_KEY"
+KEY_FILE_ENV = "GOV_TOPICS_KEY_FILE"
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid model name (one safe path component), else a ConfigError.
+
+    >>> check_name("gov-topics")
+    'gov-topics'
+    >>> check_name("..")
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.ConfigError: model name '..' is not an identifier (letters, digits, '_', '-', and dots between them)
+    """
+    if len(name) > 100 or not _NAME.match(name):
+        raise ConfigError(
+            f"model name {name!r} is not an identifier "
+            "(letters, digits, '_', '-', and dots between them)"
+        )
+    return name
+
+
+def key_file() -> Path:
+    """Where the store key lives: ``$GOV_TOPICS_KEY_FILE`` or ``~/.config/gov-topics/store.key``."""
+    env = os.environ.get(KEY_FILE_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "gov-topics" / "store.key"
+
+
+def store_key(create: bool = False) -> bytes:
+    """The secret that signs manifests: ``$GOV_TOPICS_STORE_KEY``, else the key file (created
+    with 32 random bytes, mode 0600, when ``create`` and it does not exist).
+
+    It lives outside every model store on purpose: whoever can write a store but not read the
+    key cannot make it load a model. Machines that load another's models (a serving host, Spark
+    executors) get the same key through the environment variable.
+    """
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return env.encode("utf-8")
+    path = key_file()
+    try:
+        data = path.read_bytes().strip()
+        if data:
+            return data
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ModelError(
+            f"{path}: cannot read the store key: {exc.strerror}", "fix its permissions"
+        ) from exc
+    if not create:
+        raise ModelError(
+            f"no store key ({path} does not exist and ${KEY_ENV} is not set): "
+            "this machine did not write these models",
+            f"set ${KEY_ENV} (or ${KEY_FILE_ENV}) to the key of the machine that registered them",
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32).hex().encode("ascii")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first
+        return store_key()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+    log.info("created the model store key %s (keep it: loading these models needs it)", path)
+    return key
+
+
+def _canonical(man: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in man.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def sign_manifest(man: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The manifest (normalised through JSON) with its ``signature``."""
+    body = json.loads(json.dumps({k: v for k, v in man.items() if k != "signature"}))
+    body["signature"] = "hmac-sha256:" + hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
+    return dict(body)
 
 
 def default_store() -> Path:
@@ -78,14 +171,21 @@ class ModelRef:
 
 
 def parse_ref(text: str | None) -> ModelRef:
-    """Parse ``NAME``, ``NAME@ALIAS``, ``NAME:VERSION``, ``@ALIAS`` or ``:VERSION``."""
+    """Parse ``NAME``, ``NAME@ALIAS``, ``NAME:VERSION``, ``@ALIAS`` or ``:VERSION``.
+
+    A name alone means its production version, never silently the latest (which may be the
+    worst one a sweep registered): ``NAME@latest`` asks for that explicitly.
+
+    >>> parse_ref(None), parse_ref("gov-topics:3"), parse_ref("@latest")
+    (ModelRef(name='gov-topics', ref='production'), ModelRef(name='gov-topics', ref='3'), ModelRef(name='gov-topics', ref='latest'))
+    """
     if not text:
-        return ModelRef(DEFAULT_NAME, "latest")
+        return ModelRef(DEFAULT_NAME, "production")
     m = _REF.match(text)
     if not m:
         raise ConfigError(f"model reference {text!r} is not NAME[@ALIAS|:VERSION]")
-    name = m.group("name") or DEFAULT_NAME
-    ref = m.group("ref") or "latest"
+    name = check_name(m.group("name") or DEFAULT_NAME)
+    ref = m.group("ref") or "production"
     if m.group("sep") == ":" and not ref.isdigit():
         raise ConfigError(f"model version {ref!r} must be a number", f"e.g. {name}:3")
     return ModelRef(name, ref)
@@ -98,7 +198,12 @@ class ModelStore:
         self.root = Path(root) if root is not None else default_store()
 
     def model_dir(self, name: str) -> Path:
-        return self.root / name
+        return self.root / check_name(name)
+
+    def version_dir(self, name: str, version: int) -> Path:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ConfigError(f"model version {version!r} must be a positive number")
+        return self.model_dir(name) / str(version)
 
     def versions(self, name: str = DEFAULT_NAME) -> list[int]:
         d = self.model_dir(name)
@@ -137,6 +242,7 @@ class ModelStore:
         """
         if fmt not in FORMATS:
             raise ConfigError(f"model format {fmt!r} is not one of {list(FORMATS)}")
+        key = store_key(create=True)
         d = self.model_dir(name)
         d.mkdir(parents=True, exist_ok=True)
         staging = d / f".incoming-{os.getpid()}-{os.urandom(4).hex()}"
@@ -175,9 +281,7 @@ class ModelStore:
                     "format": fmt,
                     "artefact_sha256": sha256_file(staging / art_name),
                 }
-                atomic_write_text(
-                    staging / MANIFEST, json.dumps(full, ensure_ascii=False, indent=2) + "\n"
-                )
+                _write_manifest(staging / MANIFEST, sign_manifest(full, key))
                 os.rename(staging, d / str(version))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -190,16 +294,35 @@ class ModelStore:
             if p == keep:
                 continue
             pid = p.name.split("-")[1]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
 
     # -- reading ---------------------------------------------------------------------------------
 
     def aliases(self, name: str = DEFAULT_NAME) -> dict[str, int]:
+        """Alias -> version. A damaged ``aliases.json`` is reported and rebuilt from the audit
+        log (the last move of each alias), never a traceback."""
         p = self.model_dir(name) / "aliases.json"
         if not p.exists():
             return {}
-        return {k: int(v) for k, v in json.loads(p.read_text("utf-8")).items()}
+        try:
+            raw = json.loads(p.read_text("utf-8"))
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+            return {str(k): int(v) for k, v in raw.items() if k in ALIASES}
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+            rebuilt = {}
+            for e in self.audit(name):
+                if e.get("alias") in ALIASES and isinstance(e.get("to"), int):
+                    rebuilt[e["alias"]] = e["to"]
+            log.warning(
+                "%s: unreadable (%s); using the aliases of the audit log %s "
+                "(the next promotion rewrites it)",
+                p,
+                str(exc)[:80],
+                rebuilt or "(none)",
+            )
+            return rebuilt
 
     def resolve(self, ref: ModelRef) -> int:
         versions = self.versions(ref.name)
@@ -216,6 +339,13 @@ class ModelStore:
                 raise ModelError(f"{ref.name} has no version {v}", f"versions: {versions}")
             return v
         aliases = self.aliases(ref.name)
+        if ref.ref == "production" and ref.ref not in aliases:
+            raise ModelError(
+                f"{ref.name} has no production model yet (versions {versions[0]}-{versions[-1]} "
+                "are registered)",
+                "promote one: `topics models promote N --to production`, or name one: "
+                f"--model {ref.name}:{versions[-1]}",
+            )
         if ref.ref not in aliases:
             raise ModelError(
                 f"{ref.name} has no alias {ref.ref!r}",
@@ -224,20 +354,58 @@ class ModelStore:
         return aliases[ref.ref]
 
     def manifest(self, name: str, version: int) -> dict[str, Any]:
-        p = self.model_dir(name) / str(version) / MANIFEST
+        """A version's manifest, after checking its signature (ModelError if it fails)."""
+        p = self.version_dir(name, version) / MANIFEST
         try:
-            return dict(json.loads(p.read_text("utf-8")))
-        except (OSError, json.JSONDecodeError) as exc:
+            man = json.loads(p.read_text("utf-8"))
+            if not isinstance(man, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise ModelError(
-                f"{p}: unreadable manifest", "the version is damaged; train again"
+                f"{p}: unreadable manifest ({str(exc)[:80]})", "the version is damaged; train again"
             ) from exc
+        sig = man.get("signature")
+        if not isinstance(sig, str) or not hmac.compare_digest(
+            sig, sign_manifest(man, store_key())["signature"]
+        ):
+            raise ModelError(
+                f"{p}: signature {'missing' if sig is None else 'does not match'}; refusing a "
+                "manifest this store's key did not sign (edited, or from another machine)",
+                f"register the model again, or set ${KEY_ENV} to the key that signed it",
+            )
+        if man.get("name") != name or man.get("version") != version:
+            raise ModelError(
+                f"{p}: the manifest is for {man.get('name')}:{man.get('version')}, not "
+                f"{name}:{version} (a version folder was copied or renamed)",
+                "register the model again",
+            )
+        return dict(man)
+
+    def artefact_path(self, name: str, version: int, man: dict[str, Any]) -> Path:
+        """The artefact a manifest names: only the file its format writes, inside its own
+        version folder (no other name, no absolute path, no symlink out)."""
+        vdir = self.version_dir(name, version)
+        fmt, art = man.get("format"), man.get("artefact")
+        if fmt not in ARTEFACTS or art != ARTEFACTS[str(fmt)]:
+            raise ModelError(
+                f"{vdir / MANIFEST}: artefact {art!r} in format {fmt!r} is not one this store "
+                f"writes ({', '.join(f'{v} ({k})' for k, v in ARTEFACTS.items())})",
+                "register the model again",
+            )
+        path = vdir / str(art)
+        if path.is_symlink() or path.resolve().parent != vdir.resolve():
+            raise ModelError(
+                f"{path}: the artefact is a link out of its version folder; refusing to load it",
+                "register the model again",
+            )
+        return path
 
     def load(self, ref: ModelRef) -> tuple[Any, dict[str, Any]]:
-        """Load a model after verifying its artefact against the manifest's sha256."""
+        """Load a model: the manifest's signature, the artefact's sha256, then the artefact,
+        whose thresholds must be the manifest's."""
         version = self.resolve(ref)
-        vdir = self.model_dir(ref.name) / str(version)
         man = self.manifest(ref.name, version)
-        path = vdir / man.get("artefact", ARTEFACT)
+        path = self.artefact_path(ref.name, version, man)
         if not path.exists():
             raise ModelError(f"{path}: artefact missing", "the version is damaged; train again")
         got = sha256_file(path)
@@ -255,17 +423,26 @@ class ModelStore:
                     f"{ref.name}:{version} was trained with {lib} {want}, installed is {have}",
                     stacklevel=2,
                 )
-        return _load_artefact(path, man.get("format", "joblib")), man
+        model = _load_artefact(path, str(man["format"]))
+        _check_thresholds(model, man, path)
+        return model, man
 
     def update_manifest(self, name: str, version: int, **fields: Any) -> None:
         """Add fields to a version's manifest (e.g. the MLflow registry version, known later)."""
         with self._lock(name):
             man = self.manifest(name, version)
             man.update(fields)
-            atomic_write_text(
-                self.model_dir(name) / str(version) / MANIFEST,
-                json.dumps(man, ensure_ascii=False, indent=2) + "\n",
+            _write_manifest(
+                self.version_dir(name, version) / MANIFEST, sign_manifest(man, store_key())
             )
+
+    def remove_version(self, name: str, version: int) -> None:
+        """Take back a version whose registration did not complete (MLflow failed or the
+        register was stopped), so the store and the MLflow registry stay in step."""
+        with self._lock(name):
+            if version in self.aliases(name).values():
+                raise ModelError(f"{name}:{version} has an alias; not removing it")
+            shutil.rmtree(self.version_dir(name, version), ignore_errors=True)
 
     # -- aliases ---------------------------------------------------------------------------------
 
@@ -301,21 +478,67 @@ class ModelStore:
             with (self.model_dir(name) / "audit.jsonl").open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
+    def production_history(self, name: str = DEFAULT_NAME) -> list[int]:
+        """The versions production has stood at, oldest first, without rolled-back ones: each
+        promotion pushes its version, each rollback pops the current one."""
+        stack: list[int] = []
+        for e in self.audit(name):
+            if e.get("alias") != "production" or not isinstance(e.get("to"), int):
+                continue
+            if e.get("rollback"):
+                if stack:
+                    stack.pop()
+                if not stack or stack[-1] != e["to"]:
+                    stack.append(e["to"])
+            else:
+                if not stack and isinstance(e.get("from"), int):
+                    stack.append(e["from"])
+                stack.append(e["to"])
+        return stack
+
     def previous_production(self, name: str = DEFAULT_NAME) -> int:
-        """The version production pointed to before its last move (what ``rollback`` restores)."""
-        moves = [e for e in self.audit(name) if e["alias"] == "production"]
-        if not moves or moves[-1]["from"] is None:
-            raise ModelError(
-                f"{name} has no previous production version to roll back to",
-                "promote a version first: `topics models promote VERSION --to production`",
-            )
-        return int(moves[-1]["from"])
+        """What ``rollback`` restores, walking the audit history backwards: the version
+        production stood at before the current one arrived, skipping versions rolled back since
+        and versions no longer in the store. Rolling back twice goes two steps back, never
+        forward again to a version that was rolled back (a forced, worse model stays out)."""
+        history = self.production_history(name)
+        existing = set(self.versions(name))
+        current = history[-1] if history else None
+        for v in reversed(history[:-1]):
+            if v in existing and v != current and self._intact(name, v):
+                return v
+        raise ModelError(
+            f"{name} has no earlier production version to roll back to",
+            "promote a version first: `topics models promote VERSION --to production`",
+        )
+
+    def _intact(self, name: str, version: int) -> bool:
+        try:
+            self.manifest(name, version)
+        except ModelError as exc:
+            log.warning("skipping %s:%d: %s", name, version, exc.message)
+            return False
+        return True
 
     def audit(self, name: str = DEFAULT_NAME) -> list[dict[str, Any]]:
+        """The alias moves, oldest first; a damaged line is reported and skipped."""
         p = self.model_dir(name) / "audit.jsonl"
         if not p.exists():
             return []
-        return [json.loads(x) for x in p.read_text("utf-8").splitlines() if x.strip()]
+        out = []
+        with p.open("rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    e = json.loads(raw.decode("utf-8"))
+                    if not isinstance(e, dict):
+                        raise ValueError("not a JSON object")
+                except (UnicodeDecodeError, ValueError) as exc:
+                    log.warning("%s:%d: damaged audit line skipped (%s)", p, n, str(exc)[:60])
+                    continue
+                out.append(e)
+        return out
 
 
 def skops_allowed(untrusted: list[str], source: str) -> list[str]:
@@ -330,6 +553,27 @@ def skops_allowed(untrusted: list[str], source: str) -> list[str]:
             "this file was not written by gov-topics; do not load it",
         )
     return list(untrusted)
+
+
+def _write_manifest(path: Path, man: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(man, ensure_ascii=False, indent=2) + "\n")
+
+
+def _check_thresholds(model: Any, man: dict[str, Any], path: Path) -> None:
+    """The thresholds the manifest shows must be the ones the model applies."""
+    shown = man.get("thresholds")
+    clf = getattr(model, "named_steps", {}).get("clf")
+    applied = getattr(clf, "thresholds_", None)
+    themes = getattr(clf, "themes", None)
+    if not isinstance(shown, dict) or applied is None or themes is None:
+        return
+    for t, v in zip(themes, list(applied), strict=False):
+        if t not in shown or abs(float(shown[t]) - float(v)) > 1e-9:
+            raise ModelError(
+                f"{path}: threshold of {t} is {float(v):.4f} in the model but {shown.get(t)} in "
+                "its manifest",
+                "the version is inconsistent; register it again",
+            )
 
 
 def _load_artefact(path: Path, fmt: str) -> Any:
@@ -377,31 +621,24 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def diff_versions(store: ModelStore, name: str, v1: int, v2: int) -> dict[str, Any]:
     """Per-theme metric changes and config changes from ``v1`` to ``v2``."""
     m1, m2 = store.manifest(name, v1), store.manifest(name, v2)
-    metrics = sorted(set(m1.get("metrics", {})) | set(m2.get("metrics", {})))
+    mm1, mm2 = m1.get("metrics") or {}, m2.get("metrics") or {}
+    metrics = sorted(set(mm1) | set(mm2))
     return {
         "from": v1,
         "to": v2,
         "metrics": {
             k: {
-                "from": m1["metrics"].get(k),
-                "to": m2["metrics"].get(k),
-                "change": (m2["metrics"].get(k) or 0.0) - (m1["metrics"].get(k) or 0.0),
+                "from": mm1.get(k),
+                "to": mm2.get(k),
+                "change": (mm2.get(k) or 0.0) - (mm1.get(k) or 0.0),
             }
             for k in metrics
         },
         "config": {
             k: {"from": a, "to": b}
-            for k, (a, b) in config_diff(flatten(m1["config"]), flatten(m2["config"])).items()
+            for k, (a, b) in config_diff(
+                flatten(m1.get("config") or {}), flatten(m2.get("config") or {})
+            ).items()
         },
         "training_data_changed": m1.get("training_data_sha256") != m2.get("training_data_sha256"),
     }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

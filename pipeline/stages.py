@@ -506,20 +506,31 @@ def run_register(
         commit=commit,
         mlflow_run_id=run_id,
     )
-    model_uri = tracking.log_model(run_id, model, model_path, root=ws.root) if run_id else ""
-    version = store.add_version(
-        name,
-        model_path,
-        manifest,
-        model,
-        {"evaluation.json": ws.evaluation, "report.html": ws.report},
-        fmt=fmt,
-    )
-    vdir = store.model_dir(name) / str(version)
-    if run_id:
-        tracking.log_artifact(run_id, vdir / "manifest.json", root=ws.root)
-        mlflow_version = tracking.register_model(model_uri, name, version, root=ws.root)
-        store.update_manifest(name, version, mlflow_model_version=mlflow_version)
+    version = None
+    try:
+        model_uri = tracking.log_model(run_id, model_path, root=ws.root) if run_id else ""
+        version = store.add_version(
+            name,
+            model_path,
+            manifest,
+            model,
+            {"evaluation.json": ws.evaluation, "report.html": ws.report},
+            fmt=fmt,
+        )
+        vdir = store.model_dir(name) / str(version)
+        if run_id:
+            tracking.log_artifact(run_id, vdir / "manifest.json", root=ws.root)
+            mlflow_version = tracking.register_model(model_uri, name, version, root=ws.root)
+            store.update_manifest(name, version, mlflow_model_version=mlflow_version)
+            tracking.end_run(run_id, "FINISHED", root=ws.root)
+    except BaseException:
+        # stopped half-way (an error, Ctrl-C, SIGTERM): no store version without its MLflow
+        # registration, and no run left RUNNING
+        if version is not None and run_id:
+            store.remove_version(name, version)
+        if run_id:
+            tracking.end_run(run_id, "FAILED", root=ws.root)
+        raise
     out = RegisterOutcome(name, version, str(vdir), run_id, metrics["macro_f1"])
     _dump_json(ws.registered, out.__dict__)
     return out

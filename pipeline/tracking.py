@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import GovTopicsError
+from pipeline.fsutil import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,11 @@ def log_training(
     artifacts: Sequence[tuple[str, Path]],
     root: Path = Path("."),
 ) -> str:
-    """Log one training as an MLflow run and return its run id.
+    """Start one training's MLflow run, log its figures and files, and return its id.
+
+    The run stays RUNNING until :func:`end_run` (FINISHED once the model is logged and
+    registered, FAILED if anything stops the registration). Runs left RUNNING by a register
+    that was killed outright (SIGKILL) on this host are marked FAILED here first.
 
     Raises
     ------
@@ -71,7 +77,9 @@ def log_training(
     try:
         client = _client(uri)
         exp_id = _experiment_id(client, root, uri)
-        run = client.create_run(exp_id, run_name=run_name, tags=dict(tags))
+        _fail_orphaned_runs(client, exp_id)
+        owner = {"gov_topics.host": socket.gethostname(), "gov_topics.pid": str(os.getpid())}
+        run = client.create_run(exp_id, run_name=run_name, tags={**tags, **owner})
         run_id = str(run.info.run_id)
         import time
 
@@ -89,7 +97,6 @@ def log_training(
         for dest, path in artifacts:
             if Path(path).exists():
                 client.log_artifact(run_id, str(path), artifact_path=dest or None)
-        client.set_terminated(run_id, "FINISHED")
     except GovTopicsError:
         raise
     except Exception as exc:  # the tracking store's errors are many and version-specific
@@ -99,6 +106,34 @@ def log_training(
         ) from exc
     log.info("logged MLflow run %s to %s", run_id, uri)
     return run_id
+
+
+def _fail_orphaned_runs(client: Any, exp_id: str) -> None:
+    """Mark FAILED the RUNNING runs whose register process (on this host) no longer exists."""
+    host = socket.gethostname()
+    for run in client.search_runs([exp_id], filter_string="attributes.status = 'RUNNING'"):
+        t = run.data.tags
+        pid = t.get("gov_topics.pid", "")
+        if t.get("gov_topics.host") == host and pid.isdigit() and not pid_alive(int(pid)):
+            client.set_terminated(run.info.run_id, "FAILED")
+            log.warning(
+                "MLflow run %s was left RUNNING by a killed register: marked FAILED",
+                run.info.run_id,
+            )
+
+
+def end_run(run_id: str, status: str, root: Path = Path(".")) -> None:
+    """Close a run as FINISHED or FAILED (best effort when failing: the original error wins)."""
+    uri = tracking_uri(root)
+    try:
+        _client(uri).set_terminated(run_id, status)
+    except Exception as exc:
+        if status == "FINISHED":
+            raise GovTopicsError(
+                f"MLflow tracking at {uri}: could not close run {run_id}: {type(exc).__name__}",
+                "check MLFLOW_TRACKING_URI",
+            ) from exc
+        log.warning("could not mark MLflow run %s %s: %s", run_id, status, type(exc).__name__)
 
 
 def metrics_of(evaluation: Mapping[str, Any]) -> dict[str, float]:
@@ -148,25 +183,24 @@ def log_artifact(run_id: str, path: Path, root: Path = Path(".")) -> None:
         ) from exc
 
 
-def log_model(run_id: str, model: Any, model_path: Path, root: Path = Path(".")) -> str:
-    """Log the model to a run: the scikit-learn flavour and the pyfunc wrapper (whose ``predict``
-    returns theme scores). ``model`` is the fitted pipeline, ``model_path`` its joblib file (the
-    pyfunc's artefact). Returns the pyfunc model's URI, for :func:`register_model`."""
+def log_model(run_id: str, model_path: Path, root: Path = Path(".")) -> str:
+    """Log the model to a run as an MLflow pyfunc (:class:`pipeline.serving.ThemeScorer`, whose
+    ``predict`` returns themes and theme scores), with the store's joblib file as its artefact and
+    the package as its code. Returns the model's URI, for :func:`register_model`.
+
+    Only the pyfunc is logged: a second copy in MLflow's scikit-learn flavour (skops format) took
+    minutes to serialise for the character n-gram model and added nothing the pyfunc lacks."""
     uri = tracking_uri(root)
     try:
-        _client(uri)
+        client = _client(uri)
         import mlflow
         import mlflow.pyfunc
-        import mlflow.sklearn
-        import skops.io as sio
 
         import pipeline as pkg
         from pipeline.classifiers import requirements
         from pipeline.provenance import library_versions
-        from pipeline.registry import skops_allowed
         from pipeline.serving import ThemeScorer
 
-        trusted = skops_allowed(sio.get_untrusted_types(data=sio.dumps(model)), str(model_path))
         libs = library_versions()
         reqs = [
             f"{lib}=={libs[lib]}"
@@ -176,12 +210,6 @@ def log_model(run_id: str, model: Any, model_path: Path, root: Path = Path("."))
         reqs += ["pyyaml", "pandas", *requirements()]
         mlflow.set_tracking_uri(uri)
         with mlflow.start_run(run_id=run_id):
-            mlflow.sklearn.log_model(
-                model,
-                name="sklearn-pipeline",
-                pip_requirements=reqs,
-                skops_trusted_types=trusted,
-            )
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=ThemeScorer(),
@@ -189,6 +217,8 @@ def log_model(run_id: str, model: Any, model_path: Path, root: Path = Path("."))
                 code_paths=[str(Path(pkg.__file__).parent)],
                 pip_requirements=reqs,
             )
+        # leaving start_run's block marked the run FINISHED; it is not until it is registered
+        client.update_run(run_id, status="RUNNING")
         return str(info.model_uri)
     except GovTopicsError:
         raise
@@ -215,7 +245,8 @@ def register_model(model_uri: str, name: str, store_version: int, root: Path = P
         raise GovTopicsError(
             f"MLflow registry at {uri}: registering {name} failed: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200]}",
-            f"the store has version {store_version}; register it in MLflow once the tracking store is reachable",
+            "nothing was registered (the store version was taken back); register again once "
+            "the tracking store is reachable, or with --no-track",
         ) from exc
     if version != store_version:
         log.warning(

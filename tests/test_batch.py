@@ -311,12 +311,12 @@ def test_predict_uses_the_production_model_by_default(trained: Path, tmp_path: P
     store_dir = tmp_path / "models"
     shutil.copytree(trained / "models", store_dir)
     store = ModelStore(store_dir)
+    assert store.aliases("gov-topics") == {"production": 1}  # `register --promote` made it so
     v2 = store.add_version("gov-topics", trained / "build" / "small" / "model.joblib", {})
     src = tmp_path / "a.txt"
     src.write_text(SAFETY, "utf-8")
     args = [str(src), "--models", str(store_dir), "-o", str(tmp_path / "o.jsonl")]
-    assert main(["predict", *args]) == 0
-    assert _records(tmp_path / "o.jsonl")[0]["model"] == f"gov-topics:{v2}"  # latest
-    store.set_alias("gov-topics", "production", 1, reason="test")
+    assert main(["predict", *args, "--model", "gov-topics@latest"]) == 0
+    assert _records(tmp_path / "o.jsonl")[0]["model"] == f"gov-topics:{v2}"
     assert main(["predict", *args]) == 0
     assert _records(tmp_path / "o.jsonl")[0]["model"] == "gov-topics:1"  # production wins

@@ -91,9 +91,29 @@ def test_rollback_restores_the_previous_production(tmp_path: Path) -> None:
     assert store.audit(NAME)[-1]["rollback"] is True
 
 
+def test_rollback_walks_the_history_back_and_never_reinstates_a_rolled_back_model(
+    tmp_path: Path,
+) -> None:
+    # 1 and 2 promoted through the gate, 3 forced over it though worse; rolling back twice must
+    # give 2 then 1 (it used to toggle 2, 3, 2, ...: the forced, worse model came back)
+    store = _store(tmp_path, [0.7, 0.8, 0.5])
+    _promote(store, "1")
+    _promote(store, "2")
+    assert _promote(store, "3", force=True, reason="hotfix").forced
+    assert rollback(store, NAME, track=False).version == 2
+    assert rollback(store, NAME, track=False).version == 1
+    with pytest.raises(ModelError, match="no earlier production version"):
+        rollback(store, NAME, track=False)
+    assert store.aliases(NAME)["production"] == 1
+    assert store.production_history(NAME) == [1]
+    # a new promotion starts a new step: rollback returns to 1, not to 3
+    _promote(store, "2")
+    assert rollback(store, NAME, track=False).version == 1
+
+
 def test_rollback_without_history_is_a_model_error(tmp_path: Path) -> None:
     store = _store(tmp_path, [0.7])
-    with pytest.raises(ModelError, match="no previous production version"):
+    with pytest.raises(ModelError, match="no earlier production version"):
         rollback(store, NAME, track=False)
 
 

@@ -80,25 +80,50 @@ def test_concurrent_trainings_get_distinct_complete_versions(trained: Path, tmp_
     assert not list((store_dir / "gov-topics").glob(".incoming-*"))
 
 
-def test_killed_training_leaves_no_version(trained: Path, tmp_path: Path) -> None:
+def test_killed_register_leaves_no_version_and_no_running_mlflow_run(
+    trained: Path, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
     store_dir = tmp_path / "store"
-    args = ("register", "--exp", "experiments/small.yaml", "--no-track", "--models", str(store_dir))
-    p = _topics(trained, *args, env={"GOV_TOPICS_TEST_PAUSE": "after_copy:60"})
-    deadline = time.monotonic() + 60
-    while not list((store_dir / "gov-topics").glob(".incoming-*/model.pkl")):
-        assert time.monotonic() < deadline, "the writer never started"
-        time.sleep(0.2)
-    p.send_signal(signal.SIGKILL)
-    p.wait(timeout=30)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ("register", "--exp", "experiments/small.yaml", "--models", str(store_dir))
+    env = {"MLFLOW_TRACKING_URI": uri}
+
+    def stop_while_writing(sig: int) -> subprocess.Popen:
+        p = _topics(trained, *args, env={**env, "GOV_TOPICS_TEST_PAUSE": "after_copy:60"})
+        deadline = time.monotonic() + 90
+        while not list((store_dir / "gov-topics").glob(".incoming-*/model.pkl")):
+            assert time.monotonic() < deadline, "the writer never started"
+            time.sleep(0.2)
+        p.send_signal(sig)
+        p.wait(timeout=30)
+        return p
+
+    client = MlflowClient(tracking_uri=uri)
+
+    def statuses() -> list[str]:
+        exp = client.get_experiment_by_name("gov-topics")
+        runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+        return [r.info.status for r in runs]
+
     store = ModelStore(store_dir)
-    assert store.versions() == []
+    # SIGTERM unwinds: exit 143, no version, the run marked FAILED at once
+    assert stop_while_writing(signal.SIGTERM).returncode == 143
+    assert store.versions() == [] and statuses() == ["FAILED"]
+    # SIGKILL cannot be caught: the run stays RUNNING until the next register marks it FAILED
+    stop_while_writing(signal.SIGKILL)
+    assert store.versions() == [] and statuses() == ["FAILED", "RUNNING"]
     with pytest.raises(ModelError, match="no model 'gov-topics'"):
         store.load(ModelRef("gov-topics", "latest"))
-    q = _topics(trained, *args)
-    _, err = q.communicate(timeout=120)
+    q = _topics(trained, *args, env=env)
+    _, err = q.communicate(timeout=180)
     assert q.returncode == 0, err
     assert store.versions() == [1]
+    assert statuses() == ["FAILED", "FAILED", "FINISHED"]
     assert not list((store_dir / "gov-topics").glob(".incoming-*"))  # the dead writer's is swept
+    # store and registry in step: store version 1 is registry version 1
+    assert store.manifest("gov-topics", 1)["mlflow_model_version"] == 1
 
 
 def test_metric_gate_refuses_worse_model_and_rollback_restores(
@@ -148,29 +173,6 @@ def test_diff_shows_metric_and_config_changes(worse_trained: Path, tmp_path: Pat
     assert "macro_f1" in out and "safety.f1" in out
 
 
-def test_skops_format_loads_safely(trained: Path, tmp_path: Path) -> None:
-    store_dir = tmp_path / "store"
-    assert (
-        run_in(
-            trained,
-            "register",
-            "--exp",
-            "experiments/small.yaml",
-            "--no-track",
-            "--format",
-            "skops",
-            "--models",
-            str(store_dir),
-        )
-        == 0
-    )
-    store = ModelStore(store_dir)
-    model, man = store.load(ModelRef("gov-topics", "1"))
-    assert man["format"] == "skops" and man["artefact"] == "model.skops"
-    joblib_model = __import__("joblib").load(trained / "build" / "small" / "model.joblib")
-    assert (model.predict_proba([SAFETY_TEXT]) == joblib_model.predict_proba([SAFETY_TEXT])).all()
-
-
 def test_skops_refuses_types_outside_the_allow_list(tmp_path: Path) -> None:
     import skops.io as sio
 
@@ -191,12 +193,12 @@ def test_same_data_config_and_seed_give_byte_identical_predictions(trained: Path
 
     from pipeline.predict import predict_batch
 
-    for build in ("build_a", "build_b"):
-        for stage in ("ingest", "segment", "features", "train"):
-            assert run_in(trained, stage, "--exp", "experiments/small.yaml", "--build", build) == 0
+    # the session's training (build/) against a second one from scratch in another folder
+    for stage in ("ingest", "segment", "features", "train"):
+        assert run_in(trained, stage, "--exp", "experiments/small.yaml", "--build", "build_b") == 0
     texts = [p.read_text("utf-8") for p in sorted((trained / "seeds" / "raw").glob("*.txt"))]
     outs = []
-    for build in ("build_a", "build_b"):
+    for build in ("build", "build_b"):
         model = joblib.load(trained / build / "small" / "model.joblib")
         outs.append(json.dumps(predict_batch(model, texts, paragraphs=True), ensure_ascii=False))
     assert outs[0] == outs[1]
@@ -311,12 +313,11 @@ def test_loading_warns_when_library_versions_differ(trained: Path, tmp_path: Pat
 
     copy = tmp_path / "models"
     shutil.copytree(trained / "models", copy)
-    man_path = copy / "gov-topics" / "1" / "manifest.json"
-    man = json.loads(man_path.read_text("utf-8"))
-    man["libraries"]["scikit-learn"] = "0.0.1"
-    man_path.write_text(json.dumps(man), "utf-8")
+    store = ModelStore(copy)
+    libs = store.manifest("gov-topics", 1)["libraries"]
+    store.update_manifest("gov-topics", 1, libraries={**libs, "scikit-learn": "0.0.1"})
     with pytest.warns(UserWarning, match=r"trained with scikit-learn 0\.0\.1, installed is"):
-        ModelStore(copy).load(ModelRef("gov-topics", "1"))
+        store.load(ModelRef("gov-topics", "1"))
 
 
 def test_training_run_logs_report_plots_and_manifest(trained: Path) -> None:
