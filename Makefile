@@ -136,7 +136,7 @@ check-unchanged: ## retrain the default and check seed predictions and metrics a
 test: $(VENV)/.installed lint labels ## lint, check labels, run the tests and doctests (about 4 min)
 	$(BIN)/pytest -q
 
-ui: $(VENV)/.installed ## open the MLflow UI on the local store (http://127.0.0.1:5000)
+ui: $(VENV)/.installed ## open the MLflow UI on the local store: http://127.0.0.1:5000/#/experiments (the gov-topics training runs)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/experiments/mlflow.db \
 	  --default-artifact-root $(CURDIR)/experiments/mlartifacts --host 127.0.0.1 --port 5000
 

@@ -40,7 +40,8 @@ BATCH_CHARS = 1_000_000  # ... or characters: big enough to amortise per-call ov
 @dataclass(frozen=True)
 class Renderer:
     """Turns a prediction record into one line of JSONL or one CSV row (one score column per
-    theme). Worker processes render their own records, so the main process only writes."""
+    theme; ``themes`` and ``main_themes`` ";"-joined). Worker processes render their own records,
+    so the main process only writes."""
 
     fmt: str
     themes: tuple[str, ...]
@@ -51,7 +52,7 @@ class Renderer:
             return ""
         if self.fields:
             return self._row(list(self.fields))
-        cols = ["id", "source", "themes", *[f"score_{t}" for t in self.themes]]
+        cols = ["id", "source", "themes", "main_themes", *[f"score_{t}" for t in self.themes]]
         return self._row([*cols, "evidence", "model", "error"])
 
     def render(self, rec: dict[str, Any]) -> str:
@@ -65,6 +66,7 @@ class Renderer:
                 rec.get("id", ""),
                 rec.get("source", ""),
                 ";".join(rec.get("themes", [])),
+                ";".join(rec.get("main_themes", [])),
                 *[scores.get(t, "") for t in self.themes],
                 json.dumps(rec["evidence"], ensure_ascii=False) if rec.get("evidence") else "",
                 rec.get("model", ""),
@@ -263,12 +265,16 @@ Scored = tuple[list[str], str]  # a document's themes and its rendered record
 
 
 def _score(
-    predictor: Any, renderer: Renderer, docs: list[tuple[str, str, str]], paragraphs: bool
+    predictor: Any,
+    renderer: Renderer,
+    docs: list[tuple[str, str, str]],
+    paragraphs: bool,
+    top_k: int | None = None,
 ) -> list[Scored]:
     """Predict (id, source, text) documents and render their records, in order."""
     if not docs:
         return []
-    results = predictor.predict([t for _, _, t in docs], paragraphs=paragraphs)
+    results = predictor.predict([t for _, _, t in docs], paragraphs=paragraphs, top_k=top_k)
     out = []
     for (doc_id, source, _), res in zip(docs, results, strict=True):
         out.append((res["themes"], renderer.render({"id": doc_id, "source": source, **res})))
@@ -276,9 +282,12 @@ def _score(
 
 
 def _score_in_worker(
-    renderer: Renderer, docs: list[tuple[str, str, str]], paragraphs: bool
+    renderer: Renderer,
+    docs: list[tuple[str, str, str]],
+    paragraphs: bool,
+    top_k: int | None = None,
 ) -> list[Scored]:
-    return _score(_WORKER["p"], renderer, docs, paragraphs)
+    return _score(_WORKER["p"], renderer, docs, paragraphs, top_k)
 
 
 def _batches(
@@ -304,6 +313,7 @@ def run_batch(
     *,
     jobs: int = 1,
     paragraphs: bool = False,
+    top_k: int | None = None,
     model_ref: tuple[str, str, int] | None = None,
     progress: Any = None,
     on_error: Any = None,
@@ -312,8 +322,11 @@ def run_batch(
 
     ``model_ref`` (store folder, name, version) lets worker processes load the model from the
     store themselves (sha256 verified) when ``jobs > 1`` and they cannot be forked; ``progress`` is a tqdm-like object or None; ``on_error`` is called with each
-    :class:`DocumentError` as it is written.
+    :class:`DocumentError` as it is written. ``top_k`` keeps each record's best ``top_k`` themes
+    and main themes.
     """
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"--top-k {top_k}: keep at least one theme", "give --top-k 1 or more")
     summary = Summary()
     t0 = time.perf_counter()
     renderer = writer.renderer
@@ -340,7 +353,7 @@ def run_batch(
 
     if jobs <= 1 or model_ref is None:
         for batch in _batches(items):
-            emit(batch, _score(predictor, renderer, docs(batch), paragraphs))
+            emit(batch, _score(predictor, renderer, docs(batch), paragraphs, top_k))
     else:
         import gc
 
@@ -364,7 +377,9 @@ def run_batch(
                 pending: deque[tuple[list[Item], Future[list[Scored]]]] = deque()
                 try:
                     for batch in _batches(items):
-                        fut = pool.submit(_score_in_worker, renderer, docs(batch), paragraphs)
+                        fut = pool.submit(
+                            _score_in_worker, renderer, docs(batch), paragraphs, top_k
+                        )
                         pending.append((batch, fut))
                         while len(pending) > 2 * jobs:  # bounded: memory stays flat
                             b, f = pending.popleft()

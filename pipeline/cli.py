@@ -27,6 +27,12 @@ def _workspace(args: argparse.Namespace) -> Any:
     return Workspace.open(Path(args.exp) if args.exp else None, build=Path(args.build))
 
 
+def _gate_workspace(args: argparse.Namespace) -> Any:
+    from pipeline.workspace import Workspace
+
+    return Workspace.open(Path(args.gate_exp), build=Path(args.build))
+
+
 def _print_table(rows: list[tuple[str, Any]], out: Any = sys.stderr) -> None:
     width = max((len(k) for k, _ in rows), default=0)
     for k, v in rows:
@@ -158,7 +164,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         s.name,
         str(s.version),
         "production",
-        gate_scorer=workspace_gate(lambda: ws),
+        gate_scorer=workspace_gate(lambda: _gate_workspace(args)),
         reason="register --promote",
         track=not args.no_track,
     )
@@ -170,7 +176,8 @@ def cmd_register(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
-    print(f"production: {p.name}:{p.previous} -> {p.name}:{p.version}", file=sys.stderr)
+    before = f"{p.name}:{p.previous}" if p.previous is not None else "(none)"
+    print(f"production: {before} -> {p.name}:{p.version}", file=sys.stderr)
     return _report_promotion(p)
 
 
@@ -261,6 +268,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     writer,
                     jobs=args.jobs,
                     paragraphs=args.paragraphs,
+                    top_k=args.top_k,
                     model_ref=model_ref,
                     progress=progress,
                     on_error=report,
@@ -277,10 +285,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     per_theme = ", ".join(f"{t} {c}" for t, c in summary.themes.most_common()) or "none"
-    rate = summary.documents / summary.seconds if summary.seconds else 0.0
+    n = summary.documents
+    rate = f", {n / summary.seconds:.0f} docs/s" if summary.seconds >= 1 else ""
     print(
-        f"predict: {summary.documents} documents ({summary.chars / 1e6:.2f} M characters) in "
-        f"{summary.seconds:.1f}s ({rate:.0f} docs/s) with {name}; themes: {per_theme}; "
+        f"predict: {n} document{'' if n == 1 else 's'} ({summary.chars / 1e6:.2f} M characters) "
+        f"in {summary.seconds:.1f}s{rate} with {name}; themes: {per_theme}; "
         f"errors: {summary.errors}",
         file=sys.stderr,
     )
@@ -491,7 +500,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
         args.name,
         args.version,
         args.to,
-        gate_scorer=workspace_gate(lambda: _workspace(args)),
+        gate_scorer=workspace_gate(lambda: _gate_workspace(args)),
         force=args.force,
         reason=args.reason or "",
         track=not args.no_track,
@@ -548,12 +557,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="topics", description="Tag Chinese government news and reports by theme."
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    from pipeline import __version__
+
+    p.add_argument("--version", action="version", version=f"topics (gov-topics) {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # shared options, declared once
     exp = argparse.ArgumentParser(add_help=False)
     exp.add_argument("--exp", default="experiments/default.yaml", help="experiment config (YAML)")
     exp.add_argument("--build", default="build", help="folder for stage outputs")
+    # the promotion gate's evaluation set: fixed, never the candidate's own labelled data
+    gate = argparse.ArgumentParser(add_help=False)
+    gate.add_argument(
+        "--gate-exp",
+        default="experiments/default.yaml",
+        help="experiment whose labelled units the metric gate re-evaluates both versions on "
+        "when their stored figures are not comparable (default: %(default)s)",
+    )
+    gate.add_argument("--build", default="build", help="folder for stage outputs")
     models = argparse.ArgumentParser(add_help=False)
     models.add_argument(
         "--models", help="model store folder (default: $GOV_TOPICS_MODELS or models/)"
@@ -583,6 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command(sub, "evaluate", cmd_evaluate, exp)
     sp.add_argument("--no-learning-curve", action="store_true", help="skip the learning curve")
     sp = command(sub, "register", cmd_register, exp, models, track)
+    sp.add_argument(
+        "--gate-exp",
+        default="experiments/default.yaml",
+        help="with --promote: the experiment whose labelled units the metric gate re-evaluates "
+        "on (a fixed set, not this experiment's own; default: %(default)s)",
+    )
     sp.add_argument(
         "--format",
         choices=("pickle", "joblib", "skops"),
@@ -627,6 +654,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (CSV: one score column per theme)",
     )
     sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    sp.add_argument(
+        "--top-k",
+        type=int,
+        default=None,
+        metavar="K",
+        help="keep each document's K best themes and main themes (K >= 1; default: all)",
+    )
 
     sp = command(sub, "queue", cmd_queue, models, exp)
     sp.add_argument("paths", nargs="*", metavar="PATH", help="unlabelled files, folders or -")
@@ -657,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(msub, "list", cmd_models_list, models, name)
     sp = command(msub, "show", cmd_models_show, models, name)
     sp.add_argument("version", nargs="?", default="latest", help="version, alias or latest")
-    sp = command(msub, "promote", cmd_models_promote, models, name, track, exp)
+    sp = command(msub, "promote", cmd_models_promote, models, name, track, gate)
     sp.add_argument("version", help="version number, alias or latest")
     sp.add_argument("--to", required=True, choices=("production", "staging"))
     sp.add_argument("--force", action="store_true", help="override the metric gate")

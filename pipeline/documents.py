@@ -1,10 +1,13 @@
-"""Reading documents to predict: ``.txt``/``.md``, JSONL, CSV, ``.docx`` and ``.html`` files and
-folders of them.
+"""Reading documents to predict: ``.txt``/``.md``, JSONL, CSV, ``.docx``, ``.html`` and ``.pdf``
+files and folders of them.
 
 Every document becomes a :class:`Document` or, when it cannot be read, decoded or parsed, a
 :class:`DocumentError` that names the file (and line or row) — one bad document never stops a
 batch: not a line of broken JSON, an undecodable CSV row, a special file in a folder (a FIFO, a
-link to a device), a zip bomb or a file over :data:`MAX_DOCUMENT_BYTES`.
+link to a device), a zip bomb, a scanned or encrypted PDF or a file over
+:data:`MAX_DOCUMENT_BYTES`. A file of a type that cannot be read (``.doc``, ``.xls``, an image)
+in a folder is an error record too, saying what to save it as; hidden files and folders are left
+out of that.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import codecs
 import io
 import itertools
 import json
+import logging
 import os
 import re
 import stat
 import sys
+import unicodedata
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +29,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipeline.errors import DataError, UsageError
-from pipeline.textio import decode_bytes, decode_legacy, sniff_encoding
+from pipeline.textio import decode_bytes, decode_legacy, normalize_line, sniff_encoding
 
 # The one size cap: a document (a file, a JSONL line, a CSV row) larger than this is refused
 # with an error record, so that no input can take the memory of a run. CSV fields may be this
 # long; a .docx file may unpack to twice this.
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
+MAX_PDF_PAGES = 2000  # a longer PDF is refused, as a file over the size cap is
 
 _HEAD = 1 << 16  # bytes sniffed to choose a streamed file's encoding
 
@@ -38,7 +44,30 @@ JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 CSV_SUFFIXES = {".csv"}
 DOCX_SUFFIXES = {".docx"}
 HTML_SUFFIXES = {".html", ".htm"}
-SUFFIXES = TEXT_SUFFIXES | JSONL_SUFFIXES | CSV_SUFFIXES | DOCX_SUFFIXES | HTML_SUFFIXES
+PDF_SUFFIXES = {".pdf"}
+SUFFIXES = (
+    TEXT_SUFFIXES | JSONL_SUFFIXES | CSV_SUFFIXES | DOCX_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+)
+GZIP_SUFFIXES = tuple(s + ".gz" for s in JSONL_SUFFIXES)  # JSONL, gzipped: read as it streams
+
+# What to do with a file in a folder that cannot be read (by its suffix); anything else is told
+# to be saved as one of the SUFFIXES. Files the system puts in folders are not reported.
+_SAVE_AS = {
+    **dict.fromkeys((".doc", ".wps", ".rtf", ".odt"), "save it as .docx or .txt"),
+    **dict.fromkeys((".xls", ".xlsx", ".et", ".ods"), "save it as .csv (UTF-8)"),
+    **dict.fromkeys((".ppt", ".pptx", ".dps", ".odp"), "save it as .pdf"),
+    ".ofd": "export it as .pdf or .txt",
+    ".json": "write one JSON object per line to a .jsonl file",
+    **dict.fromkeys(
+        (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"),
+        "an image: run OCR on it first and save the text as .txt",
+    ),
+    **dict.fromkeys(
+        (".zip", ".rar", ".7z", ".gz", ".tar", ".tgz", ".bz2", ".xz"),
+        "unpack it first (a .jsonl.gz file is read as it is)",
+    ),
+}
+_SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800-\udfff in a JSON string
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # a line end in CSV, as in universal newlines
@@ -106,10 +135,26 @@ def _special_kind(mode: int) -> str:
     return "not a file"
 
 
+def _unsupported(name: str) -> str | None:
+    """Why a file in a folder is not read (a type no reader knows, and what to do), or None."""
+    lower = name.lower()
+    suffix = Path(lower).suffix
+    if suffix in SUFFIXES or lower.endswith(GZIP_SUFFIXES):
+        return None
+    if not suffix:
+        return "no file name extension: not read; name it .txt if it is text"
+    return (
+        f"unsupported file type {suffix}: {_SAVE_AS.get(suffix, 'save it as .txt, .docx or .pdf')}"
+    )
+
+
 def _walk(path: Path, skip: tuple[int, int] | None = None) -> Iterator[Path | DocumentError]:
-    """Files under a folder, sorted, following no symlink loops. Unreadable entries and special
-    files (FIFOs, devices, sockets, or links to them: reading one could hang or never end) are
-    error records, in their place. The file ``skip`` (device, inode) is left out."""
+    """Files under a folder, sorted, following no symlink loops. Unreadable entries, special
+    files (FIFOs, devices, sockets, or links to them: reading one could hang or never end) and
+    files of a type that cannot be read are error records, in their place; a file that cannot be
+    read is not reported when it or a folder above it (under ``path``) is hidden (its name
+    starts with a dot: ``.git``, ``.DS_Store``) or it is a file Windows makes (``Thumbs.db``).
+    The file ``skip`` (device, inode) is left out."""
     seen: set[tuple[int, int]] = set()
     errors: list[DocumentError] = []
 
@@ -130,19 +175,23 @@ def _walk(path: Path, skip: tuple[int, int] | None = None) -> Iterator[Path | Do
             continue
         seen.add(key)
         dirnames.sort()
+        hidden = any(part.startswith(".") for part in Path(dirpath).relative_to(path).parts)
         for name in sorted(filenames):
             p = Path(dirpath) / name
-            if p.suffix.lower() not in SUFFIXES:
+            problem = _unsupported(name)
+            if problem and (hidden or name.startswith(".") or name.lower() in _SYSTEM_FILES):
                 continue
             try:
                 st = os.stat(p)
             except OSError as exc:
-                yield error(str(p), f"cannot read: {exc.strerror}")
+                yield error(str(p), problem or f"cannot read: {exc.strerror}")
                 continue
             mode = st.st_mode
             if (st.st_dev, st.st_ino) == skip:
                 continue
-            if stat.S_ISREG(mode):
+            if problem:
+                yield error(str(p), problem)
+            elif stat.S_ISREG(mode):
                 yield p
             else:
                 yield error(
@@ -535,8 +584,60 @@ def read_docx(data: bytes, source: str) -> Item:
     return Document(source, source, text)
 
 
+# The fields of the metadata table (信息公开 catalogue entry) above the text of a policy page on
+# www.gov.cn and provincial and county government sites, as label cells or "label：value" lines.
+_META_LABEL = (
+    "(?:索引号|信息索引号|索取号|主题分类|主题词|所属主题|体裁分类|组配分类|服务对象分类|信息分类|分类"
+    "|发文机关|发文单位|发文机构|发布机构|发布机关|发布单位|所属机构|成文日期|成文时间|发文日期"
+    "|印发日期|发布日期|发布时间|公开日期|生效日期|实施日期|施行日期|失效日期|废止日期"
+    "|标题|名称|信息名称|文件名称|文号|发文字号|文件编号|统一编号|登记号"
+    "|有效性|效力状态|时效性|公开方式|公开范围|公开形式|公开时限|公开属性|关键词)"
+)
+_META_FIELD = re.compile(_META_LABEL + "[:：]")  # on a cell or line with its spaces removed
+_META_BARE = re.compile(_META_LABEL)
+_NO_SPACE = re.compile(r"\s+")
+_CELL_BAR = re.compile(r"(?<!\\)\|")  # a cell boundary: trafilatura writes "|" in a cell as "\|"
+_RULE_CELL = re.compile(r":?-{3,}:?")  # the line under a table's head row
+
+
+def _is_metadata(cells: list[str]) -> bool:
+    """Whether a table row (or a line, as one cell) is metadata: a cell that is a "label：" or
+    "label：value" of the metadata table, or two cells that are bare labels ("索引号", "文号")."""
+    compact = [_NO_SPACE.sub("", c) for c in cells]
+    if any(_META_FIELD.match(c) for c in compact):
+        return True
+    return sum(bool(_META_BARE.fullmatch(c)) for c in compact) >= 2
+
+
+def _html_text(text: str) -> str:
+    """trafilatura's text with table rows (``| cell | cell |``) as lines of their cells joined by
+    spaces (as a .docx table's are) and the page's metadata rows and lines left out: the
+    catalogue entry of a government page (索引号, 主题分类, 发文机关, 成文日期, 发文字号 ...).
+    A line that is metadata has no sentence end (。！？；)."""
+    out = []
+    for line in text.split("\n"):
+        line = line.strip()
+        if line.startswith("|"):
+            row = line[1:-1] if line.endswith("|") and not line.endswith("\\|") else line[1:]
+            cells = [c.strip().replace("\\|", "|") for c in _CELL_BAR.split(row)]
+            cells = [c for c in cells if c and not _RULE_CELL.fullmatch(c)]
+            if _is_metadata(cells):
+                continue
+            line = " ".join(dict.fromkeys(cells))
+        elif _is_metadata([line]) and not any(c in line for c in "。！？；!?;"):
+            continue
+        if line:
+            out.append(line)
+    return "\n".join(out)
+
+
 def read_html(data: bytes, source: str) -> Item:
-    """The main text of a web page, without menus, footers and link lists (trafilatura)."""
+    """The main text of a web page, without menus, footers and link lists (trafilatura), nor
+    the metadata table of a government page; a table's rows are lines of text.
+
+    Tables are kept (``include_tables=True``): leaving them out loses the text of tables in the
+    body, and all of the text of a page laid out in tables (older government sites), which would
+    be "no main text found". The metadata rows are dropped from the text instead."""
     try:
         import trafilatura
     except ImportError:
@@ -550,11 +651,109 @@ def read_html(data: bytes, source: str) -> Item:
     text = trafilatura.extract(
         page, include_comments=False, include_tables=True, favor_precision=True
     )
-    if not text or not text.strip():
+    text = _html_text(text) if text else ""
+    if not text:
         return DocumentError(source, source, "no main text found in the page")
     problem = _text_problem(text)
     if problem:
         return DocumentError(source, source, problem)
+    return Document(source, source, text)
+
+
+_PDF_JUNK = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f\ud800-\udfff]")  # controls, lone surrogates
+# a line that is a page number: "3", "- 3 -", "—3—", "第3页", "第 3 页 共 10 页", "3/10"
+_PAGE_NUMBER = re.compile(
+    r"[-—–―~\s]*(?:第\s*)?\d{1,4}(?:\s*页)?(?:\s*(?:/|共)\s*\d{1,4}\s*页?)?[-—–―~\s]*"
+)
+_TERMINAL = tuple("。！？；…!?;:：")  # after which a line ends its paragraph
+_CLOSERS = "”’\"')）》」』"
+_NUMBERED = re.compile(  # a line that starts a numbered paragraph or heading
+    r"(?:[一二三四五六七八九十]+[、.]|[(（][一二三四五六七八九十\d]+[)）]"
+    r"|第[一二三四五六七八九十百零\d]+[章节条款]|\d+[.、．](?!\d))"
+)
+
+
+def _width(line: str) -> int:
+    """A line's printed width: a Chinese character is two Latin ones wide."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+
+
+def _pdf_paragraphs(lines: list[str]) -> str:
+    """A PDF's lines (all pages, in order) as paragraphs, one per line: page numbers are
+    dropped, a line is normalised (:func:`pipeline.textio.normalize_line`: the spaces some PDFs
+    put between Chinese characters go) and joined to the line before it when that one runs to
+    the full width of the text (80% of the width of the widest lines) without ending a
+    sentence, and it does not start a numbered paragraph (一、, （二）, 第三条). Lines join
+    without a space, except between two Latin letters or digits. A paragraph broken by a page
+    break is joined too."""
+    kept = [x for x in map(normalize_line, lines) if x and not _PAGE_NUMBER.fullmatch(x)]
+    if not kept:
+        return ""
+    widths = sorted(map(_width, kept))
+    full = 0.8 * widths[int(0.9 * (len(widths) - 1))]
+    out = [kept[0]]
+    prev = kept[0]
+    for line in kept[1:]:
+        if (
+            _width(prev) >= full
+            and not prev.rstrip(_CLOSERS).endswith(_TERMINAL)
+            and not _NUMBERED.match(line)
+        ):
+            words = prev[-1] + line[0]  # two Latin words or numbers keep a space between them
+            out[-1] += (" " if words.isascii() and words.isalnum() else "") + line
+        else:
+            out.append(line)
+        prev = line
+    return "\n".join(out)
+
+
+def read_pdf(data: bytes, source: str) -> Item:
+    """The text of a PDF (pypdf), page by page, its lines joined into paragraphs
+    (:func:`_pdf_paragraphs`). A PDF with no text (a scan), that needs a password, is damaged or
+    is not a PDF, or has more than :data:`MAX_PDF_PAGES` pages or more text than
+    :data:`MAX_DOCUMENT_BYTES`, is an error record. A PDF that is encrypted only against
+    editing (an empty password opens it) is read."""
+    try:
+        import pypdf
+    except ImportError:
+        return DocumentError(source, source, "reading .pdf needs pypdf: pip install pypdf")
+
+    def fail(message: str) -> DocumentError:
+        return DocumentError(source, source, message)
+
+    if b"%PDF-" not in data[:1024]:
+        return fail("not a PDF file (no %PDF header); if it is another type, give it its suffix")
+    # pypdf logs each oddity it repairs in a damaged file: noise in a run's log
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    encrypted = "encrypted PDF that needs a password: save a copy without one"
+    damaged = "damaged PDF file ({}); open and save it again, or save its text as .txt"
+    lines: list[str] = []
+    size = 0
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            return fail(encrypted)
+        pages = len(reader.pages)
+        if pages > MAX_PDF_PAGES:
+            return fail(f"PDF of {pages} pages, over the {MAX_PDF_PAGES}-page limit; split it")
+        for number, page in enumerate(reader.pages, 1):
+            try:
+                text = _PDF_JUNK.sub("", page.extract_text())
+            except Exception as exc:
+                return fail(damaged.format(f"page {number}: {type(exc).__name__}"))
+            size += len(text.encode("utf-8"))
+            if size > MAX_DOCUMENT_BYTES:
+                return fail(_too_big("PDF text"))
+            lines.extend(text.splitlines())
+    except pypdf.errors.FileNotDecryptedError:
+        return fail(encrypted)
+    except pypdf.errors.DependencyError as exc:  # AES without the cryptography package
+        return fail(f"encrypted PDF that cannot be decrypted here ({exc})")
+    except Exception as exc:  # pypdf raises its own, and key, type, value and zlib errors alike
+        return fail(damaged.format(type(exc).__name__))
+    text = _pdf_paragraphs(lines)
+    if not text:
+        return fail("no text layer: a scanned PDF? run OCR on it first (such as ocrmypdf)")
     return Document(source, source, text)
 
 
@@ -597,7 +796,7 @@ def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Ite
     source = printable(str(path))
     suffix = path.suffix.lower()
     try:
-        if path.name.lower().endswith(tuple(s + ".gz" for s in JSONL_SUFFIXES)):
+        if path.name.lower().endswith(GZIP_SUFFIXES):
             import gzip
 
             with gzip.open(path, "rb") as gz:
@@ -621,6 +820,8 @@ def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Ite
         yield read_docx(data, source)
     elif suffix in HTML_SUFFIXES:
         yield read_html(data, source)
+    elif suffix in PDF_SUFFIXES:
+        yield read_pdf(data, source)
     else:
         yield _text_document(data, source)
 
@@ -710,17 +911,18 @@ def iter_documents(
 
 def estimate_count(paths: Sequence[str]) -> int | None:
     """How many documents the inputs hold, roughly (for a progress bar's ETA); ``None`` for
-    stdin. Counts lines of JSONL and rows of CSV files without parsing them; opens only regular
-    files (reading a FIFO would consume it)."""
+    stdin. Counts lines of JSONL and rows of CSV files without parsing them, and a record for
+    each file of a folder that is reported (as :func:`iter_documents` finds them); opens only
+    regular files (reading a FIFO would consume it)."""
     total = 0
     for raw in paths:
         if raw == "-":
             return None
         p = Path(raw)
-        files = (
-            [f for f in sorted(p.rglob("*")) if f.suffix.lower() in SUFFIXES] if p.is_dir() else [p]
-        )
-        for f in files:
+        for f in _walk(p) if p.is_dir() else [p]:
+            if isinstance(f, DocumentError):
+                total += 1
+                continue
             suffix = f.suffix.lower()
             if (suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES) and f.is_file():
                 try:

@@ -61,3 +61,14 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project folder the current directory is in: the nearest of it and its parents that
+    holds ``models/`` or ``experiments/`` (where ``make all`` puts them); else the current
+    directory. So ``topics predict`` finds the model store from any subfolder."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "models").is_dir() or (d / "experiments").is_dir():
+            return d
+    return here

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, ModelError
-from pipeline.fsutil import atomic_write_text, pid_alive, sha256_file
+from pipeline.fsutil import atomic_write_text, pid_alive, project_root, sha256_file
 from pipeline.provenance import library_versions
 
 log = logging.getLogger(__name__)
@@ -156,8 +156,10 @@ def sign_manifest(man: dict[str, Any], key: bytes) -> dict[str, Any]:
 
 
 def default_store() -> Path:
-    """``$GOV_TOPICS_MODELS`` or ``models/``."""
-    return Path(os.environ.get("GOV_TOPICS_MODELS", "models"))
+    """``$GOV_TOPICS_MODELS``, or ``models/`` of the project the current directory is in
+    (found from any subfolder, see :func:`pipeline.fsutil.project_root`)."""
+    env = os.environ.get("GOV_TOPICS_MODELS")
+    return Path(env) if env else project_root() / "models"
 
 
 def _now() -> str:

@@ -38,7 +38,7 @@ from pipeline.provenance import files_sha256, git_commit, manifest_fields
 from pipeline.registry import DEFAULT_NAME, ModelStore
 from pipeline.segment import SegmentedDoc, Segmenter, dictionary_hash, segment_texts
 from pipeline.sources import SourceData
-from pipeline.train import build_head, fit_model
+from pipeline.train import build_head, check_positives, fit_model
 from pipeline.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -301,6 +301,8 @@ def run_train(ws: Workspace) -> TrainOutcome:
     examples, docs = read_segmented(ws).training()
     tax = ws.taxonomy()
     Y = label_matrix(examples, tax.ids)
+    for warning in check_positives(Y, tax.ids, str(ws.segmented)):
+        log.warning("%s", warning)
     model = fit_model(
         ws.cfg,
         tax.ids,
@@ -373,6 +375,11 @@ def run_evaluate(
     tax = ws.taxonomy()
     seg = read_segmented(ws)
     examples, docs = seg.examples, seg.docs
+    check_positives(
+        label_matrix([e for e, t in zip(examples, seg.train, strict=True) if t], tax.ids),
+        tax.ids,
+        str(ws.segmented),
+    )
     data = split_eval_data(examples, docs, tax.ids, seg.train)
     t0 = time.perf_counter()
     report = evaluate_experiment(
@@ -445,6 +452,39 @@ def training_data_sha256(ws: Workspace) -> str:
     return files_sha256(paths)
 
 
+def _datasets(
+    ws: Workspace, data_sha: str, seg_meta: dict[str, Any], evaluation: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The training and evaluation data of a run, as MLflow dataset inputs."""
+    d = ws.cfg.data
+    sources = [d.raw, d.gold] + ([d.extra] if d.use_written else [])
+    sources += [d.real] if d.use_real and d.real else []
+    oos = evaluation.get("out_of_source") or {}
+    return [
+        {
+            "name": "labelled units",
+            "digest": data_sha,
+            "source": ", ".join(sources),
+            "context": "training",
+            "profile": {
+                "seed": seg_meta["seed_units"],
+                "written": seg_meta["written_units"],
+                "real": seg_meta.get("real_units", 0),
+            },
+        },
+        {
+            "name": "real units, leave one source out" if oos else "seed units, grouped CV",
+            "digest": data_sha,
+            "source": ", ".join(sources),
+            "context": "evaluation",
+            "profile": {
+                "units": oos.get("units", evaluation.get("data", {}).get("seed_units", 0)),
+                "sources": len((oos.get("protocol") or {}).get("sources", [])),
+            },
+        },
+    ]
+
+
 def run_register(
     ws: Workspace,
     store: ModelStore,
@@ -477,6 +517,7 @@ def run_register(
                 "segmenter": seg_meta["backend"],
                 "description": ws.cfg.description,
             },
+            datasets=_datasets(ws, data_sha, seg_meta, evaluation),
             artifacts=[
                 ("", ws.evaluation),
                 ("report", ws.report),
@@ -508,7 +549,7 @@ def run_register(
     )
     version = None
     try:
-        model_uri = tracking.log_model(run_id, model_path, root=ws.root) if run_id else ""
+        model_uri = tracking.log_model(run_id, model_path, tax.ids, root=ws.root) if run_id else ""
         version = store.add_version(
             name,
             model_path,

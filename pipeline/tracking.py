@@ -15,19 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import GovTopicsError
-from pipeline.fsutil import pid_alive
+from pipeline.fsutil import pid_alive, project_root
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "gov-topics"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # the training view, not GenAI traces
 
 
 def tracking_uri(root: Path = Path(".")) -> str:
-    """``$MLFLOW_TRACKING_URI`` or the embedded sqlite store ``experiments/mlflow.db``."""
+    """``$MLFLOW_TRACKING_URI`` or the embedded sqlite store ``experiments/mlflow.db`` of the
+    project ``root`` is in (found from any subfolder)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    db = (root / "experiments" / "mlflow.db").resolve()
+    db = (project_root(root) / "experiments" / "mlflow.db").resolve()
     return f"sqlite:///{db}"
 
 
@@ -42,11 +45,16 @@ def _client(uri: str) -> Any:
 def _experiment_id(client: Any, root: Path, uri: str) -> str:
     exp = client.get_experiment_by_name(EXPERIMENT)
     if exp is not None:
-        return str(exp.experiment_id)
-    artifact_location = None
-    if uri.startswith("sqlite:"):
-        artifact_location = (root / "experiments" / "mlartifacts").resolve().as_uri()
-    return str(client.create_experiment(EXPERIMENT, artifact_location=artifact_location))
+        exp_id = str(exp.experiment_id)
+    else:
+        artifact_location = None
+        if uri.startswith("sqlite:"):
+            artifact_location = (root / "experiments" / "mlartifacts").resolve().as_uri()
+        exp_id = str(client.create_experiment(EXPERIMENT, artifact_location=artifact_location))
+    if exp is None or exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        # MLflow 3's UI opens an experiment of unknown kind on its GenAI (traces) page
+        client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp_id
 
 
 def _clean_metric_key(key: str) -> str:
@@ -60,6 +68,7 @@ def log_training(
     metrics: Mapping[str, float],
     tags: Mapping[str, str],
     artifacts: Sequence[tuple[str, Path]],
+    datasets: Sequence[Mapping[str, Any]] = (),
     root: Path = Path("."),
 ) -> str:
     """Start one training's MLflow run, log its figures and files, and return its id.
@@ -88,12 +97,17 @@ def log_training(
         now = int(time.time() * 1000)
         client.log_batch(
             run_id,
-            metrics=[Metric(_clean_metric_key(k), float(v), now, 0) for k, v in metrics.items()],
+            # 4 decimals: what a reader compares (the UI showed 16)
+            metrics=[
+                Metric(_clean_metric_key(k), round(float(v), 4), now, 0) for k, v in metrics.items()
+            ],
             params=[Param(k, str(v)[:6000]) for k, v in params.items()],
             tags=[RunTag("mlflow.note.content", tags.get("description", ""))]
             if tags.get("description")
             else [],
         )
+        if datasets:
+            client.log_inputs(run_id, datasets=[_dataset_input(d) for d in datasets])
         for dest, path in artifacts:
             if Path(path).exists():
                 client.log_artifact(run_id, str(path), artifact_path=dest or None)
@@ -106,6 +120,23 @@ def log_training(
         ) from exc
     log.info("logged MLflow run %s to %s", run_id, uri)
     return run_id
+
+
+def _dataset_input(d: Mapping[str, Any]) -> Any:
+    """An MLflow dataset input: ``name``, ``digest``, ``source`` (paths), ``context``
+    (training/evaluation) and a ``profile`` (counts) shown on the run page."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    ds = Dataset(
+        name=str(d["name"]),
+        digest=str(d["digest"])[:36],
+        source_type="local",
+        source=json.dumps({"uri": str(d["source"])}),
+        profile=json.dumps(d.get("profile", {})),
+    )
+    return DatasetInput(ds, tags=[InputTag("mlflow.data.context", str(d["context"]))])
 
 
 def _fail_orphaned_runs(client: Any, exp_id: str) -> None:
@@ -183,7 +214,7 @@ def log_artifact(run_id: str, path: Path, root: Path = Path(".")) -> None:
         ) from exc
 
 
-def log_model(run_id: str, model_path: Path, root: Path = Path(".")) -> str:
+def log_model(run_id: str, model_path: Path, themes: Sequence[str], root: Path = Path(".")) -> str:
     """Log the model to a run as an MLflow pyfunc (:class:`pipeline.serving.ThemeScorer`, whose
     ``predict`` returns themes and theme scores), with the store's joblib file as its artefact and
     the package as its code. Returns the model's URI, for :func:`register_model`.
@@ -199,7 +230,7 @@ def log_model(run_id: str, model_path: Path, root: Path = Path(".")) -> str:
         import pipeline as pkg
         from pipeline.classifiers import requirements
         from pipeline.provenance import library_versions
-        from pipeline.serving import ThemeScorer
+        from pipeline.serving import ThemeScorer, input_example, signature
 
         libs = library_versions()
         reqs = [
@@ -216,6 +247,8 @@ def log_model(run_id: str, model_path: Path, root: Path = Path(".")) -> str:
                 artifacts={"model": str(model_path)},
                 code_paths=[str(Path(pkg.__file__).parent)],
                 pip_requirements=reqs,
+                signature=signature(themes),
+                input_example=input_example(),
             )
         # leaving start_run's block marked the run FINISHED; it is not until it is registered
         client.update_run(run_id, status="RUNNING")

@@ -44,7 +44,42 @@ def best_threshold(y: np.ndarray, scores: np.ndarray, default: float = 0.5) -> f
     f1 = np.where(distinct, f1, -1)
     i = int(np.argmax(f1))
     nxt = s[i + 1] if i + 1 < len(s) else s[i] - 1e-3
-    return float((s[i] + nxt) / 2)
+    # never at or below zero (that would tag every unit, whatever its score)
+    return float(max((s[i] + nxt) / 2, s[i] / 2, MIN_THRESHOLD))
+
+
+MIN_THRESHOLD = 1e-6
+# below these counts of labelled units a theme cannot be learnt (refused) or not reliably (warned)
+MIN_POSITIVES = 3
+FEW_POSITIVES = 20
+
+
+def check_positives(Y: np.ndarray, themes: Sequence[str], where: str) -> list[str]:
+    """Refuse to train a theme with fewer than MIN_POSITIVES labelled units; return warnings
+    for themes with fewer than FEW_POSITIVES.
+
+    >>> check_positives(np.array([[1, 0]] * 25), ["a", "b"], "x")
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.DataError: x: theme b has 0 labelled units; a model cannot learn it (label at least 3 units of b by seeds/ANNOTATION.md, or remove b from the themes file)
+    """
+    from pipeline.errors import DataError
+
+    counts = np.asarray(Y).sum(axis=0)
+    for t, c in zip(themes, counts, strict=True):
+        if c < MIN_POSITIVES:
+            raise DataError(
+                f"{where}: theme {t} has {int(c)} labelled unit{'' if c == 1 else 's'}; "
+                "a model cannot learn it",
+                f"label at least {MIN_POSITIVES} units of {t} by seeds/ANNOTATION.md, or remove "
+                f"{t} from the themes file",
+            )
+    return [
+        f"theme {t} has only {int(c)} labelled units: its scores and threshold will be "
+        f"unreliable (aim for {FEW_POSITIVES} or more)"
+        for t, c in zip(themes, counts, strict=True)
+        if c < FEW_POSITIVES
+    ]
 
 
 class ThemeClassifier(ClassifierMixin, BaseEstimator):

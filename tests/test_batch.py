@@ -320,3 +320,29 @@ def test_predict_uses_the_production_model_by_default(trained: Path, tmp_path: P
     assert _records(tmp_path / "o.jsonl")[0]["model"] == f"gov-topics:{v2}"
     assert main(["predict", *args]) == 0
     assert _records(tmp_path / "o.jsonl")[0]["model"] == "gov-topics:1"  # production wins
+
+
+def test_one_document_summary_reads_right_and_version_is_printed(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text(SAFETY, "utf-8")
+    assert main(["predict", str(src), "--models", str(trained / "models")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "predict: 1 document (" in err and "0 docs/s" not in err
+    )  # was "1 documents ... 0 docs/s"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and "gov-topics" in capsys.readouterr().out
+
+
+def test_the_model_store_is_found_from_a_subfolder(
+    trained: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the store used to be ./models of whatever folder the command ran in
+    monkeypatch.delenv("GOV_TOPICS_MODELS", raising=False)
+    monkeypatch.chdir(trained / "seeds" / "raw")
+    src = next(Path(".").glob("000_*.txt"))
+    assert main(["predict", str(src)]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "gov-topics:1"

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def test_metric_gate_refuses_worse_model_and_rollback_restores(
     good, worse = store.manifest("gov-topics", 1), store.manifest("gov-topics", 2)
     assert worse["metrics"]["macro_f1"] < good["metrics"]["macro_f1"]
 
-    promote = ["models", "promote", "--exp", "experiments/small.yaml", "--no-track", *m]
+    promote = ["models", "promote", "--gate-exp", "experiments/small.yaml", "--no-track", *m]
     assert run_in(trained, *promote, "1", "--to", "production", "--reason", "first") == 0
     assert run_in(trained, *promote, "2", "--to", "production") == 1  # refused by the gate
     assert store.aliases()["production"] == 1
@@ -252,9 +253,32 @@ def test_served_model_answers_with_themes(trained: Path) -> None:
         assert row["id"] == "a"
         assert row["themes"][0] == "safety"
         assert 0.5 < row["safety"] <= 1.0
+        # the other documented form, with evidence asked for (it used to return no themes)
+        res = _post(
+            f"http://127.0.0.1:{port}/invocations",
+            {"inputs": {"text": [SAFETY_TEXT]}, "params": {"evidence": True}},
+        )
+        row = res["predictions"][0]
+        assert row["themes"][0] == "safety"
+        assert "safety" in json.loads(row["evidence"])
+        # no text: a 400 that says what to send, not a stack trace
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            _post(
+                f"http://127.0.0.1:{port}/invocations",
+                {"dataframe_split": {"columns": ["body"], "data": [["x"]]}},
+            )
+        body = bad.value.read().decode("utf-8")
+        assert bad.value.code == 400 and "text" in body and "Traceback" not in body
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    # the registered model carries its signature and an input example
+    from mlflow.models import get_model_info
+
+    info = get_model_info("models:/gov-topics@production")
+    assert info.signature.inputs.input_names() == ["text", "id"]
+    assert "safety" in info.signature.outputs.input_names()
+    assert info.saved_input_example_info is not None
 
 
 def test_training_logs_to_a_real_mlflow_server(trained: Path, tmp_path: Path) -> None:
@@ -299,7 +323,7 @@ def test_training_logs_to_a_real_mlflow_server(trained: Path, tmp_path: Path) ->
         ) as r:
             run = json.loads(r.read())["run"]
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-        assert metrics["macro_f1"] == pytest.approx(man["metrics"]["macro_f1"])
+        assert metrics["macro_f1"] == round(man["metrics"]["macro_f1"], 4)  # 4 decimals in MLflow
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert tags["data_sha256"] == man["training_data_sha256"]
         assert man["mlflow_model_version"] == 1
@@ -332,6 +356,16 @@ def test_training_run_logs_report_plots_and_manifest(trained: Path) -> None:
     run = client.get_run(man["mlflow_run_id"])
     assert run.data.params["features.lexicon.enabled"] == "True"
     assert "safety.f1" in run.data.metrics
+    # the dashboard: the training view, figures a reader compares, the data it was trained on
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert all(round(v, 4) == v for v in run.data.metrics.values())
+    contexts = {
+        next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(contexts) == {"training", "evaluation"}
+    assert contexts["training"].digest == man["training_data_sha256"][:36]
 
 
 def test_skops_allow_list_accepts_our_and_scikit_learn_callables() -> None:

@@ -127,3 +127,28 @@ def test_fast_vectorizer_transforms_exactly_like_sklearns(branch: str) -> None:
     A, B = ref.transform(docs[1::2]), fast.transform(docs[1::2])
     assert A.nnz > 1000 and (A != B).nnz == 0
     assert (A.indices == B.indices).all() and (A.indptr == B.indptr).all()
+
+
+def test_a_tuned_threshold_is_never_zero_or_negative() -> None:
+    # a theme whose few positives all score 0 (what a toy dataset gave): the best cut used to be
+    # -0.0005, which tagged every unit with the theme
+    from pipeline.train import best_threshold
+
+    y = np.array([1, 0, 1, 0])
+    t = best_threshold(y, np.zeros(4))
+    assert t > 0 and not (np.zeros(4) >= t).any()
+    assert best_threshold(y, np.array([0.9, 0.2, 0.0, 0.0])) > 0
+
+
+def test_a_theme_without_enough_labelled_units_is_refused_or_warned() -> None:
+    from pipeline.errors import DataError
+    from pipeline.train import check_positives
+
+    Y = np.zeros((40, 3), dtype=int)
+    Y[:30, 0] = 1
+    Y[:5, 1] = 1
+    Y[:2, 2] = 1
+    with pytest.raises(DataError, match="theme c has 2 labelled units"):
+        check_positives(Y, ["a", "b", "c"], "toy.jsonl")
+    Y[:3, 2] = 1
+    assert [w.split()[1] for w in check_positives(Y, ["a", "b", "c"], "toy.jsonl")] == ["b", "c"]
