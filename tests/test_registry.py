@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,50 +83,95 @@ def test_concurrent_trainings_get_distinct_complete_versions(trained: Path, tmp_
     assert not list((store_dir / "gov-topics").glob(".incoming-*"))
 
 
-def test_killed_register_leaves_no_version_and_no_running_mlflow_run(
+@contextlib.contextmanager
+def _mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real MLflow tracking server (sqlite backend, local artefacts); yields its URL."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'srv.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/health")
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_register_to_a_real_mlflow_server_survives_being_killed(
     trained: Path, tmp_path: Path
 ) -> None:
+    """Against a shared tracking server: a register stopped by SIGTERM or SIGKILL leaves no store
+    version and no RUNNING run, and the next register is run 1 of the registry, in step with the
+    store, with its figures and tags on the server."""
     from mlflow.tracking import MlflowClient
 
     store_dir = tmp_path / "store"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ("register", "--exp", "experiments/small.yaml", "--models", str(store_dir))
-    env = {"MLFLOW_TRACKING_URI": uri}
+    with _mlflow_server(tmp_path) as url:
+        env = {"MLFLOW_TRACKING_URI": url}
 
-    def stop_while_writing(sig: int) -> subprocess.Popen:
-        p = _topics(trained, *args, env={**env, "GOV_TOPICS_TEST_PAUSE": "after_copy:60"})
-        deadline = time.monotonic() + 90
-        while not list((store_dir / "gov-topics").glob(".incoming-*/model.pkl")):
-            assert time.monotonic() < deadline, "the writer never started"
-            time.sleep(0.2)
-        p.send_signal(sig)
-        p.wait(timeout=30)
-        return p
+        def stop_while_writing(sig: int) -> subprocess.Popen:
+            p = _topics(trained, *args, env={**env, "GOV_TOPICS_TEST_PAUSE": "after_copy:60"})
+            deadline = time.monotonic() + 90
+            while not list((store_dir / "gov-topics").glob(".incoming-*/model.pkl")):
+                assert time.monotonic() < deadline, "the writer never started"
+                time.sleep(0.2)
+            p.send_signal(sig)
+            p.wait(timeout=30)
+            return p
 
-    client = MlflowClient(tracking_uri=uri)
+        client = MlflowClient(tracking_uri=url)
 
-    def statuses() -> list[str]:
-        exp = client.get_experiment_by_name("gov-topics")
-        runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
-        return [r.info.status for r in runs]
+        def statuses() -> list[str]:
+            exp = client.get_experiment_by_name("gov-topics")
+            runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+            return [r.info.status for r in runs]
 
-    store = ModelStore(store_dir)
-    # SIGTERM unwinds: exit 143, no version, the run marked FAILED at once
-    assert stop_while_writing(signal.SIGTERM).returncode == 143
-    assert store.versions() == [] and statuses() == ["FAILED"]
-    # SIGKILL cannot be caught: the run stays RUNNING until the next register marks it FAILED
-    stop_while_writing(signal.SIGKILL)
-    assert store.versions() == [] and statuses() == ["FAILED", "RUNNING"]
-    with pytest.raises(ModelError, match="no model 'gov-topics'"):
-        store.load(ModelRef("gov-topics", "latest"))
-    q = _topics(trained, *args, env=env)
-    _, err = q.communicate(timeout=180)
-    assert q.returncode == 0, err
-    assert store.versions() == [1]
-    assert statuses() == ["FAILED", "FAILED", "FINISHED"]
-    assert not list((store_dir / "gov-topics").glob(".incoming-*"))  # the dead writer's is swept
-    # store and registry in step: store version 1 is registry version 1
-    assert store.manifest("gov-topics", 1)["mlflow_model_version"] == 1
+        store = ModelStore(store_dir)
+        # SIGTERM unwinds: exit 143, no version, the run marked FAILED at once
+        assert stop_while_writing(signal.SIGTERM).returncode == 143
+        assert store.versions() == [] and statuses() == ["FAILED"]
+        # SIGKILL cannot be caught: the run stays RUNNING until the next register marks it FAILED
+        stop_while_writing(signal.SIGKILL)
+        assert store.versions() == [] and statuses() == ["FAILED", "RUNNING"]
+        with pytest.raises(ModelError, match="no model 'gov-topics'"):
+            store.load(ModelRef("gov-topics", "latest"))
+        q = _topics(trained, *args, env=env)
+        _, err = q.communicate(timeout=180)
+        assert q.returncode == 0, err
+        assert store.versions() == [1]
+        assert statuses() == ["FAILED", "FAILED", "FINISHED"]
+        assert not list((store_dir / "gov-topics").glob(".incoming-*"))  # the dead writer's
+        # store and registry in step: store version 1 is registry version 1
+        man = store.manifest("gov-topics", 1)
+        assert man["mlflow_model_version"] == 1
+        with urllib.request.urlopen(
+            f"{url}/api/2.0/mlflow/runs/get?run_id={man['mlflow_run_id']}"
+        ) as r:
+            run = json.loads(r.read())["run"]
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        assert metrics["macro_f1"] == round(man["metrics"]["macro_f1"], 4)  # 4 decimals
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert tags["data_sha256"] == man["training_data_sha256"]
 
 
 def test_metric_gate_refuses_worse_model_and_rollback_restores(
@@ -279,57 +326,6 @@ def test_served_model_answers_with_themes(trained: Path) -> None:
     assert info.signature.inputs.input_names() == ["text", "id"]
     assert "safety" in info.signature.outputs.input_names()
     assert info.saved_input_example_info is not None
-
-
-def test_training_logs_to_a_real_mlflow_server(trained: Path, tmp_path: Path) -> None:
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'srv.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(f"{url}/health")
-        p = _topics(
-            trained,
-            "register",
-            "--exp",
-            "experiments/small.yaml",
-            "--models",
-            str(tmp_path / "store"),
-            env={"MLFLOW_TRACKING_URI": url},
-        )
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
-        man = ModelStore(tmp_path / "store").manifest("gov-topics", 1)
-        with urllib.request.urlopen(
-            f"{url}/api/2.0/mlflow/runs/get?run_id={man['mlflow_run_id']}"
-        ) as r:
-            run = json.loads(r.read())["run"]
-        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-        assert metrics["macro_f1"] == round(man["metrics"]["macro_f1"], 4)  # 4 decimals in MLflow
-        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
-        assert tags["data_sha256"] == man["training_data_sha256"]
-        assert man["mlflow_model_version"] == 1
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_loading_warns_when_library_versions_differ(trained: Path, tmp_path: Path) -> None:
