@@ -47,6 +47,7 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet --upgrade pip  # pip 23 misses trafilatura's lxml[html-clean] extra
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/python -m compileall -q pipeline  # bytecode up front: a faster first `topics predict`
 	@touch $@
