@@ -595,11 +595,15 @@ def _load_artefact(path: Path, fmt: str) -> Any:
 
 
 def _test_pause(point: str) -> None:
-    """Tests set GOV_TOPICS_TEST_PAUSE=<point>:<seconds> to kill a writer at a known moment."""
+    """Tests set GOV_TOPICS_TEST_PAUSE=<point>:<seconds> to kill a writer at a known moment
+    (and GOV_TOPICS_TEST_PAUSED=<file>, created when the pause begins)."""
     spec = os.environ.get("GOV_TOPICS_TEST_PAUSE", "")
     if spec.startswith(point + ":"):
         import time
 
+        mark = os.environ.get("GOV_TOPICS_TEST_PAUSED")
+        if mark:
+            Path(mark).touch()
         time.sleep(float(spec.split(":", 1)[1]))
 
 

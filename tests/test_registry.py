@@ -129,29 +129,37 @@ def test_register_to_a_real_mlflow_server_survives_being_killed(
     with _mlflow_server(tmp_path) as url:
         env = {"MLFLOW_TRACKING_URI": url}
 
-        def stop_while_writing(sig: int) -> subprocess.Popen:
-            p = _topics(trained, *args, env={**env, "GOV_TOPICS_TEST_PAUSE": "after_copy:60"})
+        client = MlflowClient(tracking_uri=url)
+
+        def statuses() -> list[str]:
+            exp = client.get_experiment_by_name("gov-topics")
+            if exp is None:
+                return []
+            runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+            return [r.info.status for r in runs]
+
+        def stop_mid_register(sig: int) -> subprocess.Popen:
+            # paused once its run is RUNNING on the server, before the model is logged
+            mark = tmp_path / f"paused-{sig}"
+            pause = {
+                "GOV_TOPICS_TEST_PAUSE": "after_run_started:60",
+                "GOV_TOPICS_TEST_PAUSED": str(mark),
+            }
+            p = _topics(trained, *args, env={**env, **pause})
             deadline = time.monotonic() + 90
-            while not list((store_dir / "gov-topics").glob(".incoming-*/model.pkl")):
-                assert time.monotonic() < deadline, "the writer never started"
+            while not mark.exists():
+                assert time.monotonic() < deadline, "the register never reached its pause"
                 time.sleep(0.2)
             p.send_signal(sig)
             p.wait(timeout=30)
             return p
 
-        client = MlflowClient(tracking_uri=url)
-
-        def statuses() -> list[str]:
-            exp = client.get_experiment_by_name("gov-topics")
-            runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
-            return [r.info.status for r in runs]
-
         store = ModelStore(store_dir)
         # SIGTERM unwinds: exit 143, no version, the run marked FAILED at once
-        assert stop_while_writing(signal.SIGTERM).returncode == 143
+        assert stop_mid_register(signal.SIGTERM).returncode == 143
         assert store.versions() == [] and statuses() == ["FAILED"]
         # SIGKILL cannot be caught: the run stays RUNNING until the next register marks it FAILED
-        stop_while_writing(signal.SIGKILL)
+        stop_mid_register(signal.SIGKILL)
         assert store.versions() == [] and statuses() == ["FAILED", "RUNNING"]
         with pytest.raises(ModelError, match="no model 'gov-topics'"):
             store.load(ModelRef("gov-topics", "latest"))
@@ -160,7 +168,6 @@ def test_register_to_a_real_mlflow_server_survives_being_killed(
         assert q.returncode == 0, err
         assert store.versions() == [1]
         assert statuses() == ["FAILED", "FAILED", "FINISHED"]
-        assert not list((store_dir / "gov-topics").glob(".incoming-*"))  # the dead writer's
         # store and registry in step: store version 1 is registry version 1
         man = store.manifest("gov-topics", 1)
         assert man["mlflow_model_version"] == 1
