@@ -48,7 +48,7 @@ $(BIN)/activate:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet --upgrade pip  # pip 23 misses trafilatura's lxml[html-clean] extra
-	$(BIN)/pip install --quiet --no-compile -e '.[dev]'  # bytecode is written on first import, only for what is used
+	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/python -m compileall -q pipeline  # bytecode up front: a faster first `topics predict`
 	@touch $@
 
