@@ -309,18 +309,23 @@ def test_a_long_document_on_one_line_is_scored_by_paragraph() -> None:
 # -- output -----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def no_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring fails the test: what must be refused is refused before any document is scored."""
+    import pipeline.batch
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scoring started")
+
+    monkeypatch.setattr(pipeline.batch, "run_batch", refuse)
+
+
 def test_output_that_is_an_input_is_refused_before_scoring(
     models: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    no_scoring: None,
 ) -> None:
-    import pipeline.batch
-
-    def no_scoring(*args: object, **kwargs: object) -> None:
-        raise AssertionError("scoring started")
-
-    monkeypatch.setattr(pipeline.batch, "run_batch", no_scoring)
     src = tmp_path / "a.jsonl"
     src.write_bytes(_jsonl({"id": "a", "text": SAFETY}))
     before = src.read_bytes()
@@ -346,14 +351,8 @@ def test_output_folder_or_unwritable_place_fails_before_scoring(
     models: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    no_scoring: None,
 ) -> None:
-    import pipeline.batch
-
-    def no_scoring(*args: object, **kwargs: object) -> None:
-        raise AssertionError("scoring started")
-
-    monkeypatch.setattr(pipeline.batch, "run_batch", no_scoring)
     src = tmp_path / "in" / "a.txt"
     src.parent.mkdir()
     src.write_text(SAFETY, "utf-8")
