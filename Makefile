@@ -14,13 +14,16 @@ NAME   := $(shell sed -n 's/^name: *//p' $(EXP) 2>/dev/null | head -1)
 B      := build/$(NAME)
 SAMPLE ?= seeds/raw/000_ba6c15fe868e3295.txt
 ARGS   := --exp $(EXP)
-# register promotes through the metric gate (the sweep registers without promoting)
-PROMOTE ?= --promote
+# register promotes through the metric gate (the sweep registers without promoting); the gate
+# compares versions on a fixed experiment's labelled units (GATE), never the candidate's own
+MODEL   ?= gov-topics
+GATE    ?= experiments/default.yaml
+PROMOTE ?= --promote --gate-exp $(GATE)
 
-RAW       := $(wildcard seeds/raw/*.txt seeds/raw/*.md) seeds/raw.sha256
-WRITTEN   := $(wildcard seeds/extra/*.jsonl)
-THEMES    := seeds/themes.yaml
-LEXICON   := $(THEMES) seeds/userdict.txt seeds/stopwords.txt
+# The experiment's data files (its `data:` section: seeds/ for the default) by content: `topics
+# inputs` writes one checksum file per stage and rewrites it only when one of its files changed,
+# so an experiment on other data has its own stages, and an unchanged stage is still skipped.
+IN        := $(B)/inputs
 # the code each stage's output depends on (a change re-runs the stage)
 P         := pipeline
 CORE      := $(P)/config.py $(P)/workspace.py $(P)/stages.py $(P)/themes.py $(P)/errors.py
@@ -35,7 +38,7 @@ define status
 	done
 endef
 
-.PHONY: help all install ingest segment features train evaluate register predict-sample \
+.PHONY: FORCE help all install ingest segment features train evaluate register predict-sample \
         labels test pytest lint ui sweep bench check-unchanged clean vectors
 
 help: ## show this help
@@ -54,51 +57,53 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 
 install: $(VENV)/.installed ## create .venv and install the project with its dev extras
 
-build/units.jsonl: $(RAW) $(P)/ingest.py $(P)/paragraphs.py $(P)/textio.py $(CORE) | $(VENV)/.installed
+$(IN)/raw.sha256 $(IN)/labels.sha256 $(IN)/pool.sha256 &: FORCE | $(VENV)/.installed
+	@$(TOPICS) inputs $(ARGS)
+
+FORCE:
+
+$(B)/units.jsonl: $(IN)/raw.sha256 $(P)/ingest.py $(P)/paragraphs.py $(P)/textio.py $(CORE)
 	$(TOPICS) ingest $(ARGS)
 
-ingest: build/units.jsonl ## stage 1: raw documents -> clean paragraph units
+ingest: $(B)/units.jsonl ## stage 1: the experiment's raw documents -> clean paragraph units
 	$(call status,$^)
 
-REAL      := $(wildcard seeds/real/*.jsonl)
-
-$(B)/segmented.jsonl: build/units.jsonl seeds/gold.jsonl $(WRITTEN) $(REAL) $(LEXICON) $(EXP) $(P)/segment.py $(P)/labels.py $(CORE)
-	@mkdir -p $(B)
+$(B)/segmented.jsonl: $(B)/units.jsonl $(IN)/labels.sha256 $(EXP) $(P)/segment.py $(P)/labels.py $(CORE)
 	$(TOPICS) segment $(ARGS)
 
 segment: $(B)/segmented.jsonl ## stage 2: jieba segmentation (all cores)
-	$(call status,build/units.jsonl $^)
+	$(call status,$(B)/units.jsonl $^)
 
 VECTORS := $(if $(shell grep -s 'vectors: *{enabled: *true' $(EXP)),build/vectors/pool.npz)
 
-build/vectors/pool.npz: seeds/pool/pool.jsonl.gz seeds/userdict.txt seeds/stopwords.txt $(P)/vectors.py | $(VENV)/.installed
+build/vectors/pool.npz: $(IN)/pool.sha256 $(P)/vectors.py | $(VENV)/.installed
 	$(TOPICS) vectors $(ARGS)
 
 vectors: build/vectors/pool.npz ## word2vec on the unlabelled pool (for experiments with vector features)
 	$(call status,$^)
 
-$(B)/vocabulary.json: $(B)/segmented.jsonl $(VECTORS) $(THEMES) $(EXP) $(MODEL_SRC) $(CORE)
+$(B)/vocabulary.json: $(B)/segmented.jsonl $(VECTORS) $(IN)/labels.sha256 $(EXP) $(MODEL_SRC) $(CORE)
 	$(TOPICS) features $(ARGS)
 
 features: $(B)/vocabulary.json ## stage 3: TF-IDF and lexicon features: vocabulary summary per theme
-	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
+	$(call status,$(B)/units.jsonl $(B)/segmented.jsonl $^)
 
-$(B)/model.joblib: $(B)/segmented.jsonl $(VECTORS) $(THEMES) $(EXP) $(MODEL_SRC) $(P)/evidence.py $(CORE)
+$(B)/model.joblib: $(B)/segmented.jsonl $(VECTORS) $(IN)/labels.sha256 $(EXP) $(MODEL_SRC) $(P)/evidence.py $(CORE)
 	$(TOPICS) train $(ARGS)
 
 train: $(B)/model.joblib ## stage 4: fit the end-to-end model (EXP=experiments/<name>.yaml)
-	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
+	$(call status,$(B)/units.jsonl $(B)/segmented.jsonl $^)
 
-$(B)/evaluation.json: $(B)/segmented.jsonl $(VECTORS) $(THEMES) $(EXP) $(MODEL_SRC) $(P)/evaluate.py $(P)/sources.py $(P)/report.py $(CORE)
+$(B)/evaluation.json: $(B)/segmented.jsonl $(VECTORS) $(IN)/labels.sha256 $(EXP) $(MODEL_SRC) $(P)/evaluate.py $(P)/sources.py $(P)/report.py $(CORE)
 	$(TOPICS) evaluate $(ARGS)
 
 evaluate: $(B)/evaluation.json ## stage 5: leave-one-source-out on the real units, seed-unit CV (+ report.html)
-	$(call status,build/units.jsonl $(B)/segmented.jsonl $^)
+	$(call status,$(B)/units.jsonl $(B)/segmented.jsonl $^)
 
 $(B)/registered.json: $(B)/model.joblib $(B)/evaluation.json $(B)/vocabulary.json $(P)/registry.py $(P)/tracking.py $(P)/provenance.py
-	$(TOPICS) register $(ARGS) $(PROMOTE)
+	$(TOPICS) register $(ARGS) --name $(MODEL) $(PROMOTE)
 
-STAGE_FILES = build/units.jsonl $(B)/segmented.jsonl $(B)/vocabulary.json $(B)/model.joblib \
+STAGE_FILES = $(B)/units.jsonl $(B)/segmented.jsonl $(B)/vocabulary.json $(B)/model.joblib \
               $(B)/evaluation.json $(B)/registered.json
 
 register: $(B)/registered.json ## stage 6: save a new model version under models/, log to MLflow
@@ -119,9 +124,9 @@ bench: $(VENV)/.installed ## measure prediction speed and memory: bench/results.
 	$(BIN)/python bench/bench_queue.py
 
 predict-sample: register ## predict the themes of a seed document with the model just registered
-	$(TOPICS) predict $(SAMPLE) --model "gov-topics:$$(sed -n 's/.*"version": *\([0-9]*\).*/\1/p' $(B)/registered.json)"
+	$(TOPICS) predict $(SAMPLE) --model "$(MODEL):$$(sed -n 's/.*"version": *\([0-9]*\).*/\1/p' $(B)/registered.json)"
 
-labels: build/units.jsonl ## check the gold labels
+labels: $(B)/units.jsonl ## check the experiment's labels (gold, written, real) against its units
 	$(TOPICS) labels check $(ARGS)
 
 lint: $(VENV)/.installed ## ruff check, ruff format --check, mypy

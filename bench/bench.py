@@ -27,7 +27,10 @@ BIN = Path(sys.executable).parent
 
 def build_corpus(path: Path, megabytes: float, seed: int = 13) -> dict[str, float]:
     """JSONL documents of 3-8 shuffled seed paragraphs until the file reaches ``megabytes``."""
-    units = [json.loads(x)["text"] for x in (ROOT / "build" / "units.jsonl").open(encoding="utf-8")]
+    units = [
+        json.loads(x)["text"]
+        for x in (ROOT / "build" / "default" / "units.jsonl").open(encoding="utf-8")
+    ]
     rng = random.Random(seed)
     target = int(megabytes * 1e6)
     size = docs = 0

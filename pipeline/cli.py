@@ -40,19 +40,20 @@ def _print_table(rows: list[tuple[str, Any]], out: Any = sys.stderr) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Read raw documents, clean them and write paragraph units (build/units.jsonl)."""
+    """Read the experiment's raw documents (its data.raw), clean them and write its paragraph
+    units (build/<exp>/units.jsonl)."""
     from pipeline import ingest
     from pipeline.stages import run_ingest
 
     ws = _workspace(args)
-    raw = Path(args.raw) if args.raw else ws.data_path(ws.cfg.data.raw)
+    raw = ws.data_path(ws.cfg.data.raw)
     if args.update_checksums:
         path = ingest.write_checksums(raw, ingest.raw_files(raw))
         print(
             f"recorded sha256 of {len(ingest.raw_files(raw))} raw file(s) in {path}",
             file=sys.stderr,
         )
-    s = run_ingest(ws, raw)
+    s = run_ingest(ws)
     print(
         f"ingest: {s.documents} documents, {s.articles} articles -> {s.units} units ({ws.units})",
         file=sys.stderr,
@@ -62,6 +63,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     print("changed (action: count):", file=sys.stderr)
     _print_table(sorted(s.actions.items()))
     print(f"every dropped line, with its reason: {ws.ingest_report}", file=sys.stderr)
+    return 0
+
+
+def cmd_inputs(args: argparse.Namespace) -> int:
+    """Record the checksums of the experiment's data files in build/<exp>/inputs/ (one file per
+    stage, rewritten only when a file changed: what make's stage targets depend on)."""
+    ws = _workspace(args)
+    for stamp in ws.write_input_stamps():
+        print(f"inputs: {stamp} data changed ({ws.inputs_dir / stamp}.sha256)", file=sys.stderr)
     return 0
 
 
@@ -149,7 +159,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     ws = _workspace(args)
     store = _store(args)
-    s = run_register(ws, store, track=not args.no_track, fmt=args.format)
+    s = run_register(ws, store, name=args.name, track=not args.no_track, fmt=args.format)
     print(
         f"register: {s.name} version {s.version} (macro-F1 {s.macro_f1:.3f}) at {s.path}"
         + (f"; MLflow run {s.mlflow_run_id}" if s.mlflow_run_id else ""),
@@ -590,12 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     sp = command(sub, "ingest", cmd_ingest, exp)
-    sp.add_argument("--raw", help="folder of raw documents (default: the config's data.raw)")
     sp.add_argument(
         "--update-checksums",
         action="store_true",
         help="record the raw files' sha256 (after a deliberate change)",
     )
+    command(sub, "inputs", cmd_inputs, exp)
     sp = command(sub, "segment", cmd_segment, exp)
     sp.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     command(sub, "features", cmd_features, exp)
@@ -604,6 +614,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = command(sub, "evaluate", cmd_evaluate, exp)
     sp.add_argument("--no-learning-curve", action="store_true", help="skip the learning curve")
     sp = command(sub, "register", cmd_register, exp, models, track)
+    sp.add_argument(
+        "--name",
+        default="gov-topics",
+        help="model name in the store and the MLflow registry (default: %(default)s); a model "
+        "trained on your own data and themes gets its own name",
+    )
     sp.add_argument(
         "--gate-exp",
         default="experiments/default.yaml",

@@ -51,7 +51,10 @@ def doctypes(raw_dir: Path) -> dict[str, str]:
 def raw_files(raw_dir: Path) -> list[Path]:
     """The raw documents of a corpus folder, sorted by name (``.txt`` and ``.md``)."""
     if not raw_dir.is_dir():
-        raise DataError(f"{raw_dir}: no such folder", "point --raw at your folder of documents")
+        raise DataError(
+            f"{raw_dir}: no such folder",
+            "set data.raw in the experiment file to your folder of documents",
+        )
     files = sorted(p for p in raw_dir.iterdir() if p.suffix in {".txt", ".md"} and p.is_file())
     if not files:
         raise DataError(f"{raw_dir}: no .txt or .md documents found", "add raw documents")

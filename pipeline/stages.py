@@ -103,8 +103,8 @@ def _dump_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
-def run_ingest(ws: Workspace, raw: Path | None = None) -> IngestOutcome:
-    raw_dir = raw or ws.data_path(ws.cfg.data.raw)
+def run_ingest(ws: Workspace) -> IngestOutcome:
+    raw_dir = ws.data_path(ws.cfg.data.raw)
     result = ingest_mod.ingest_corpus(raw_dir)
     ingest_mod.write_units(result.units, ws.units)
     summary = result.summary()

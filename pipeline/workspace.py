@@ -22,7 +22,6 @@ from pathlib import Path
 from pipeline.config import ExperimentConfig, load_config
 from pipeline.errors import ConfigError, StageError
 from pipeline.fsutil import atomic_write_text, file_mode
-from pipeline.segment import read_stopwords, read_userdict
 from pipeline.themes import Taxonomy, load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -74,11 +73,40 @@ class Workspace:
 
     @property
     def units(self) -> Path:
-        return self.build / "units.jsonl"
+        """The experiment's own paragraph units, from its own ``data.raw`` (never shared: an
+        experiment on other documents cannot overwrite another's)."""
+        return self.exp_dir / "units.jsonl"
 
     @property
     def ingest_report(self) -> Path:
-        return self.build / "ingest_report.json"
+        return self.exp_dir / "ingest_report.json"
+
+    @property
+    def inputs_dir(self) -> Path:
+        """``build/<name>/inputs/``: one checksum file per stage's data inputs (make targets)."""
+        return self.exp_dir / "inputs"
+
+    def input_files(self) -> dict[str, list[Path]]:
+        """The data files each stage reads, by stamp name: ``raw`` (ingest: the raw documents
+        and their recorded checksums), ``labels`` (segment onwards: gold, written and real
+        labelled units, the taxonomy, dictionary and stop words) and ``pool`` (the unlabelled
+        pool the word vectors are trained on)."""
+        from pipeline.ingest import checksums_path, raw_files
+        from pipeline.labels import real_files, written_files
+
+        d = self.cfg.data
+        raw = self.data_path(d.raw)
+        labels = [self.data_path(d.gold)]
+        if d.use_written:
+            labels += written_files(self.data_path(d.extra))
+        if d.real:
+            labels += real_files(self.data_path(d.real))
+        labels += [self.data_path(getattr(d, key)) for key in DATA_FILES]
+        return {
+            "raw": [*raw_files(raw), checksums_path(raw)],
+            "labels": labels,
+            "pool": [self.data_path(d.pool)],
+        }
 
     @functools.cached_property
     def exp_dir(self) -> Path:
@@ -197,10 +225,38 @@ class Workspace:
         return load_taxonomy(self.data_path(self.cfg.data.themes))
 
     def user_words(self) -> tuple[tuple[str, int | None, str | None], ...]:
+        from pipeline.segment import read_userdict  # not at import: it loads scikit-learn
+
         return read_userdict(self.data_path(self.cfg.data.userdict))
 
     def stopwords(self) -> tuple[str, ...]:
+        from pipeline.segment import read_stopwords
+
         return read_stopwords(self.data_path(self.cfg.data.stopwords))
+
+    def write_input_stamps(self) -> list[str]:
+        """Write ``inputs/<stage>.sha256`` (``sha256sum`` lines of every data file a stage reads)
+        and return the names of the stamps whose content changed. An unchanged stamp is not
+        rewritten, so its modification time tells make that the stage's data did not change."""
+        from pipeline.fsutil import sha256_file
+
+        changed = []
+        for stamp, files in self.input_files().items():
+            lines = [f"{sha256_file(p) if p.is_file() else '-'}  {self._shown(p)}\n" for p in files]
+            path = self.inputs_dir / f"{stamp}.sha256"
+            text = "".join(lines)
+            if path.is_file() and path.read_text("utf-8") == text:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text)
+            changed.append(stamp)
+        return changed
+
+    def _shown(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
 
     def require(self, path: Path, make_target: str) -> Path:
         """Fail with a remedy when a stage's input does not exist yet."""

@@ -343,10 +343,10 @@ def test_built_in_defaults_never_write_an_experiment_folder(tmp_path: Path) -> N
 
     (tmp_path / "seeds").symlink_to(SEEDS)
     ws = Workspace.open(None, root=tmp_path)
-    assert ws.units == tmp_path / "build" / "units.jsonl"  # ingest needs no experiment
-    with pytest.raises(ConfigError, match=r"no experiment file") as err:
-        _ = ws.classifier
-    assert "--exp" in err.value.remedy
+    for stage_file in ("units", "classifier"):  # ingest too: its units are the experiment's
+        with pytest.raises(ConfigError, match=r"no experiment file") as err:
+            _ = getattr(ws, stage_file)
+        assert "--exp" in err.value.remedy
     assert not (tmp_path / "build" / "default").exists()
 
 

@@ -164,7 +164,7 @@ def test_same_config_and_seed_give_identical_metrics_on_rerun(trained: Path) -> 
 
 
 def test_nested_search_chooses_on_the_training_side_of_every_fold(trained: Path) -> None:
-    for stage in ("segment", "evaluate"):
+    for stage in ("ingest", "segment", "evaluate"):
         assert run_in(trained, stage, "--exp", "experiments/searched.yaml") == 0
     report = json.loads((trained / "build" / "searched" / "evaluation.json").read_text("utf-8"))
     assert len(report["search"]) == 3  # one choice per outer fold (3 folds x 1 repeat)
