@@ -240,6 +240,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ref = parse_ref(args.model)
     if args.model is None and "production" in store.aliases(ref.name):
         ref = parse_ref(f"{ref.name}@production")  # the promoted model, when there is one
+    if sys.stderr.isatty():  # the seconds before the progress bar, said (like the bar, only here)
+        print(f"topics predict: loading model {ref.name}:{store.resolve(ref)} ...", file=sys.stderr)
     model, manifest = store.load(ref)
     name = f"{manifest['name']}:{manifest['version']}"
     predictor = Predictor(model, name=name)
@@ -259,6 +261,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         with sigterm_raises():  # SIGTERM cleans up as Ctrl-C does: no .partial file is left
             first = next(items, None)  # a missing path fails here, before any output is started
+            if first is not None:
+                # the tokenizer and evidence tables, built lazily by the first batch: built here,
+                # so the bar starts when scoring does and its rate counts scoring alone
+                predictor.warm()
             if sys.stderr.isatty():
                 from tqdm import tqdm
 

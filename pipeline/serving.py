@@ -11,13 +11,23 @@ A request without texts is refused with a message that says what to send (HTTP 4
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import mlflow.pyfunc
+import pandas as pd
 
 EXAMPLE_TEXT = "全面开展安全生产隐患排查整治，压实企业主体责任。"
+
+# The model file MLflow logs and runs to build the model ("models from code"), instead of a
+# CloudPickle of a ThemeScorer: it imports the package logged beside it (code_paths).
+MODEL_CODE = """\
+from mlflow.models import set_model
+
+from pipeline.serving import ThemeScorer
+
+set_model(ThemeScorer())
+"""
 
 
 def signature(themes: Sequence[str]) -> Any:
@@ -41,8 +51,6 @@ def signature(themes: Sequence[str]) -> Any:
 
 
 def input_example() -> Any:
-    import pandas as pd
-
     return pd.DataFrame({"text": [EXAMPLE_TEXT], "id": ["example-1"]})
 
 
@@ -59,52 +67,63 @@ _SEND = (
 )
 
 
+def _spread(values: Any) -> list[Any]:
+    """The cells of a column, a list-valued cell spread into its items: MLflow turns
+    ``{"inputs": {"text": [a, b]}}`` into one row whose ``text`` cell is the list ``[a, b]``."""
+    out: list[Any] = []
+    for v in values:
+        if isinstance(v, list | tuple) or (getattr(v, "ndim", 0) == 1 and hasattr(v, "tolist")):
+            out.extend(v.tolist() if hasattr(v, "tolist") else v)
+        else:
+            out.append(v)
+    return out
+
+
 def texts_and_ids(model_input: Any) -> tuple[list[str], list[Any] | None]:
-    """The texts (and ids) of a request, in any of the accepted forms."""
+    """The texts (and ids) of a request, in any of the accepted forms, one per document."""
     if hasattr(model_input, "columns"):
         if "text" not in model_input.columns:
             raise _bad_request(f"the input has no 'text' column; {_SEND}")
-        ids = list(model_input["id"]) if "id" in model_input.columns else None
-        return [str(t) for t in model_input["text"]], ids
-    if isinstance(model_input, dict):
+        texts = [str(t) for t in _spread(model_input["text"])]
+        ids = _spread(model_input["id"]) if "id" in model_input.columns else None
+    elif isinstance(model_input, dict):
         if "text" not in model_input:
             raise _bad_request(f"the input has no 'text' field; {_SEND}")
-        text = model_input["text"]
-        texts = [text] if isinstance(text, str) else [str(t) for t in text]
-        ids = model_input.get("id")
-        return texts, ([ids] if isinstance(ids, str) else list(ids)) if ids is not None else None
-    if isinstance(model_input, str):
+        texts = [str(t) for t in _spread([model_input["text"]])]
+        ids = _spread([model_input["id"]]) if model_input.get("id") is not None else None
+    elif isinstance(model_input, str):
         return [model_input], None
-    return [str(t) for t in model_input], None
+    else:
+        return [str(t) for t in model_input], None
+    if ids is not None and len(ids) != len(texts):
+        raise _bad_request(f"{len(texts)} texts but {len(ids)} ids: give one id per text or none")
+    return texts, ids
 
 
-with warnings.catch_warnings():
-    # MLflow asks for type hints on predict to infer a schema; the schema is given explicitly
-    warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+class ThemeScorer(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
+    """Wraps the store's scikit-learn pipeline and :class:`pipeline.predict.Predictor`."""
 
-    class ThemeScorer(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
-        """Wraps the store's scikit-learn pipeline and :class:`pipeline.predict.Predictor`."""
+    def load_context(self, context: Any) -> None:
+        import joblib
 
-        def load_context(self, context: Any) -> None:
-            import joblib
+        from pipeline.predict import Predictor
 
-            from pipeline.predict import Predictor
+        self.predictor = Predictor(joblib.load(context.artifacts["model"]))
 
-            self.predictor = Predictor(joblib.load(context.artifacts["model"]))
-
-        # no type hints here: MLflow would turn them into a (too narrow) input schema
-        def predict(self, context, model_input, params=None):
-            import pandas as pd
-
-            texts, ids = texts_and_ids(model_input)
-            evidence = bool((params or {}).get("evidence", False))
-            records = self.predictor.predict(texts, evidence=evidence)
-            rows = []
-            for i, rec in enumerate(records):
-                row: dict[str, Any] = {"id": ids[i]} if ids is not None else {}
-                row["themes"] = rec["themes"]
-                row.update(rec["scores"])
-                if evidence:
-                    row["evidence"] = json.dumps(rec.get("evidence", {}), ensure_ascii=False)
-                rows.append(row)
-            return pd.DataFrame(rows)
+    # pd.DataFrame: a type hint MLflow neither infers a schema from nor validates with (the
+    # signature is given explicitly; a list[...] hint would replace it with a too narrow one);
+    # without any hint MLflow warns on every import. Through MLflow the input is a DataFrame
+    # (the signature's columns); called directly, texts_and_ids also takes lists and dicts.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        texts, ids = texts_and_ids(model_input)
+        evidence = bool((params or {}).get("evidence", False))
+        records = self.predictor.predict(texts, evidence=evidence)
+        rows = []
+        for i, rec in enumerate(records):
+            row: dict[str, Any] = {"id": ids[i]} if ids is not None else {}
+            row["themes"] = rec["themes"]
+            row.update(rec["scores"])
+            if evidence:
+                row["evidence"] = json.dumps(rec.get("evidence", {}), ensure_ascii=False)
+            rows.append(row)
+        return pd.DataFrame(rows)

@@ -296,11 +296,42 @@ def test_progress_bar_on_a_terminal_and_quiet_otherwise(trained: Path, tmp_path:
     shown = b"".join(chunks).decode("utf-8", "replace")
     assert res.returncode == 0
     assert "120/120" in shown and "doc/s" in shown  # count, total and rate
+    assert shown.index("loading model gov-topics:1 ...") < shown.index("doc/s")  # the wait, said
     assert "predict: 120 documents" in shown
     quiet = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     assert quiet.returncode == 0
     assert "doc/s" not in quiet.stderr and "\r" not in quiet.stderr
     assert quiet.stderr.startswith("predict: 120 documents")
+
+
+def test_the_bar_starts_once_the_model_is_loaded_and_ready(
+    trained: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the bar used to sit at 0 % for seconds: the model loading, then its tokenizer being built
+    # by the first batch, all counted in the bar's rate
+    import tqdm
+
+    from pipeline.predict import Predictor
+
+    events: list[str] = []
+    warm = Predictor.warm
+    monkeypatch.setattr(Predictor, "warm", lambda self: events.append("warm") or warm(self))
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            events.append("bar")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # as on a terminal
+    src = tmp_path / "a.txt"
+    src.write_text(SAFETY, "utf-8")
+    assert _predict(trained, str(src), "-o", str(tmp_path / "o.jsonl")) == 0
+    assert events == ["warm", "bar"]  # ready before the bar starts
+    assert capsys.readouterr().err.startswith("topics predict: loading model gov-topics:1 ...\n")
 
 
 def test_predict_uses_the_production_model_by_default(trained: Path, tmp_path: Path) -> None:

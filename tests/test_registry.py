@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 SAFETY_TEXT = "全面开展安全生产大检查,深入排查整治重大事故隐患,严防各类事故发生。"
+OTHER_TEXT = "推进乡村振兴，发展特色种植和乡村旅游，带动农民增收。"
 
 
 def _topics(project: Path, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
@@ -151,7 +152,7 @@ def test_register_to_a_real_mlflow_server_survives_being_killed(
                 assert time.monotonic() < deadline, "the register never reached its pause"
                 time.sleep(0.2)
             p.send_signal(sig)
-            p.wait(timeout=30)
+            p.communicate(timeout=30)  # waits, and closes its pipes (no ResourceWarning)
             return p
 
         store = ModelStore(store_dir)
@@ -310,11 +311,12 @@ def test_served_model_answers_with_themes(trained: Path) -> None:
         # the other documented form, with evidence asked for (it used to return no themes)
         res = _post(
             f"http://127.0.0.1:{port}/invocations",
-            {"inputs": {"text": [SAFETY_TEXT]}, "params": {"evidence": True}},
+            {"inputs": {"text": [SAFETY_TEXT, OTHER_TEXT]}, "params": {"evidence": True}},
         )
-        row = res["predictions"][0]
-        assert row["themes"][0] == "safety"
-        assert "safety" in json.loads(row["evidence"])
+        first, second = res["predictions"]  # one record per text (they used to be merged)
+        assert first["themes"][0] == "safety"
+        assert "safety" in json.loads(first["evidence"])
+        assert second["safety"] < first["safety"]
         # no text: a 400 that says what to send, not a stack trace
         with pytest.raises(urllib.error.HTTPError) as bad:
             _post(
