@@ -264,6 +264,18 @@ def _init_worker(store_root: str, name: str, version: int) -> None:
 Scored = tuple[list[str], str]  # a document's themes and its rendered record
 
 
+def document_record(doc_id: str, source: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A scored document's output record: ``id``, ``source``, then its result from
+    :meth:`pipeline.predict.Predictor.predict`. The one place records are made, for ``topics
+    predict`` and for the Spark engine (:mod:`pipeline.spark`), so that both write the same."""
+    return {"id": doc_id, "source": source, **result}
+
+
+def error_record(doc_id: str, source: str, error: str) -> dict[str, Any]:
+    """The output record of a document that could not be read or scored."""
+    return {"id": doc_id, "source": source, "error": error}
+
+
 def _score(
     predictor: Any,
     renderer: Renderer,
@@ -277,7 +289,7 @@ def _score(
     results = predictor.predict([t for _, _, t in docs], paragraphs=paragraphs, top_k=top_k)
     out = []
     for (doc_id, source, _), res in zip(docs, results, strict=True):
-        out.append((res["themes"], renderer.render({"id": doc_id, "source": source, **res})))
+        out.append((res["themes"], renderer.render(document_record(doc_id, source, res))))
     return out
 
 
@@ -344,7 +356,7 @@ def run_batch(
                 summary.errors += 1
                 if on_error is not None:
                     on_error(item)
-                writer.write({"id": item.id, "source": item.source, "error": item.error})
+                writer.write(error_record(item.id, item.source, item.error))
             if progress is not None:
                 progress.update(1)
 

@@ -225,10 +225,50 @@ def cmd_labels_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict_summary(summary: Any, name: str, note: str = "") -> None:
+    per_theme = ", ".join(f"{t} {c}" for t, c in summary.themes.most_common()) or "none"
+    n = summary.documents
+    rate = f", {n / summary.seconds:.0f} docs/s" if summary.seconds >= 1 else ""
+    print(
+        f"predict: {n} document{'' if n == 1 else 's'} ({summary.chars / 1e6:.2f} M characters) "
+        f"in {summary.seconds:.1f}s{rate}{note} with {name}; themes: {per_theme}; "
+        f"errors: {summary.errors}",
+        file=sys.stderr,
+    )
+
+
+def _predict_spark(args: argparse.Namespace) -> int:
+    """``--engine spark``: the same records, scored and written by Spark (:mod:`pipeline.spark`)."""
+    if sys.modules.get("pandas", False) is None:  # run() hid pandas from predict; pyspark needs it
+        del sys.modules["pandas"]
+    from pipeline.spark import predict_files
+
+    summary, name, startup = predict_files(
+        args.paths,
+        args.output,
+        master=args.master,
+        model=args.model,
+        store=args.models,
+        fmt=args.format or "parquet",
+        text_field=args.text_field,
+        id_field=args.id_field,
+        paragraphs=args.paragraphs,
+        top_k=args.top_k,
+    )
+    _predict_summary(summary, name, f" on Spark (+{startup:.1f}s start-up)")
+    return 0 if summary.errors == 0 else 1
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict themes for files (.txt, .md, .jsonl, .csv, .docx, .html), folders (recursive)
     or - (stdin). One record per document, in input order."""
     import itertools
+
+    if args.engine == "spark":
+        return _predict_spark(args)
+    if args.format == "parquet" or args.master:
+        what = "--format parquet" if args.format == "parquet" else "--master"
+        raise UsageError(f"{what} is for --engine spark", "add --engine spark")
 
     from pipeline.batch import RecordWriter, check_output, run_batch, sigterm_raises
     from pipeline.documents import estimate_count, iter_documents
@@ -277,7 +317,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             stream = itertools.chain([first], items) if first is not None else iter(())
             writer = None
             try:
-                writer = RecordWriter(args.output, args.format, predictor.themes)
+                writer = RecordWriter(args.output, args.format or "jsonl", predictor.themes)
                 summary = run_batch(
                     stream,
                     predictor,
@@ -300,15 +340,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
-    per_theme = ", ".join(f"{t} {c}" for t, c in summary.themes.most_common()) or "none"
-    n = summary.documents
-    rate = f", {n / summary.seconds:.0f} docs/s" if summary.seconds >= 1 else ""
-    print(
-        f"predict: {n} document{'' if n == 1 else 's'} ({summary.chars / 1e6:.2f} M characters) "
-        f"in {summary.seconds:.1f}s{rate} with {name}; themes: {per_theme}; "
-        f"errors: {summary.errors}",
-        file=sys.stderr,
-    )
+    _predict_summary(summary, name)
     return 0 if summary.errors == 0 else 1
 
 
@@ -659,7 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = command(sub, "predict", cmd_predict, models)
     sp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders or - for stdin")
-    sp.add_argument("-o", "--output", help="write JSONL here (atomically) instead of stdout")
+    sp.add_argument(
+        "-o",
+        "--output",
+        help="write JSONL here (atomically) instead of stdout; with --engine spark, a folder",
+    )
     sp.add_argument(
         "--model",
         default=None,
@@ -671,11 +707,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--paragraphs", action="store_true", help="add paragraph-level themes")
     sp.add_argument(
         "--format",
-        choices=("jsonl", "csv"),
-        default="jsonl",
-        help="output format (CSV: one score column per theme)",
+        choices=("jsonl", "csv", "parquet"),
+        default=None,
+        help="output format: jsonl (default), csv (one score column per theme); with --engine "
+        "spark parquet (default) or jsonl",
     )
     sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    sp.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local (default) or spark: the same records, scored by Apache Spark "
+        "(pip install 'gov-topics[spark]'; Java 17+)",
+    )
+    sp.add_argument(
+        "--master",
+        default=None,
+        help="with --engine spark: the Spark master (default local[*]; ignored under "
+        "spark-submit, whose own settings apply)",
+    )
     sp.add_argument(
         "--top-k",
         type=int,

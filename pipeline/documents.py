@@ -816,14 +816,21 @@ def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Ite
         return
     if data is None:
         yield DocumentError(source, source, _too_big("file"))
-    elif suffix in DOCX_SUFFIXES:
-        yield read_docx(data, source)
-    elif suffix in HTML_SUFFIXES:
-        yield read_html(data, source)
-    elif suffix in PDF_SUFFIXES:
-        yield read_pdf(data, source)
     else:
-        yield _text_document(data, source)
+        yield read_whole(data, source, suffix)
+
+
+def read_whole(data: bytes, source: str, suffix: str) -> Item:
+    """One document from a whole file's bytes, by its (lower-case) suffix: Word, HTML, PDF or
+    text. What :func:`read_path` does with a file that is not JSONL or CSV, and what the Spark
+    engine does with the bytes of its ``binaryFile`` source."""
+    if suffix in DOCX_SUFFIXES:
+        return read_docx(data, source)
+    if suffix in HTML_SUFFIXES:
+        return read_html(data, source)
+    if suffix in PDF_SUFFIXES:
+        return read_pdf(data, source)
+    return _text_document(data, source)
 
 
 def read_stdin(stream: BinaryIO, text_field: str, id_field: str) -> Iterator[Item]:

@@ -120,10 +120,13 @@ class ThemeScorer(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         records = self.predictor.predict(texts, evidence=evidence)
         rows = []
         for i, rec in enumerate(records):
-            row: dict[str, Any] = {"id": ids[i]} if ids is not None else {}
+            # every column of the signature, always (None when not asked for): a caller that
+            # takes its result type from the signature (mlflow's spark_udf) needs them all
+            row: dict[str, Any] = {"id": ids[i] if ids is not None else None}
             row["themes"] = rec["themes"]
             row.update(rec["scores"])
-            if evidence:
-                row["evidence"] = json.dumps(rec.get("evidence", {}), ensure_ascii=False)
+            row["evidence"] = (
+                json.dumps(rec.get("evidence", {}), ensure_ascii=False) if evidence else None
+            )
             rows.append(row)
         return pd.DataFrame(rows)
