@@ -52,7 +52,7 @@ $(BIN)/activate:
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	@# uv (from PyPI) installs in parallel from a wheel cache: a minute faster than pip here
 	$(BIN)/pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	$(BIN)/python -m compileall -q pipeline  # bytecode up front: a faster first `topics predict`
 	@touch $@
 
@@ -150,8 +150,8 @@ test: $(VENV)/.installed ## lint, check labels, run the tests and doctests (unde
 	@# mypy and the label check run beside the tests (two cores): one figure, the slowest
 	$(MAKE) --no-print-directory -j2 --output-sync=target lint labels pytest
 
-pytest: $(VENV)/.installed ## the tests and doctests alone
-	$(BIN)/pytest -q
+pytest: $(VENV)/.installed ## the tests and doctests alone (two workers: the suite waits on servers, Spark and subprocesses)
+	$(BIN)/pytest -q -n 2 --dist worksteal
 
 ui: $(VENV)/.installed ## open the MLflow UI on the local store: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/experiments/mlflow.db \
