@@ -118,6 +118,9 @@ sweep: $(VENV)/.installed ## evaluate and register every experiments/*.yaml; ran
 	$(BIN)/python scripts/sweep_table.py
 	$(TOPICS) models list
 
+# Spark: 200 MB against the local engine, then 20 MB, 200 MB, 1 GB (one repeat: ~25 min here)
+BENCH_SPARK_ARGS ?= --repeats 1 --sizes 20 200 1000
+
 bench: $(VENV)/.installed ## measure prediction speed and memory: bench/results.json, bench/README.md
 	$(MAKE) --no-print-directory train
 	$(MAKE) --no-print-directory train EXP=experiments/jieba.yaml
