@@ -796,16 +796,9 @@ def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Ite
     source = printable(str(path))
     suffix = path.suffix.lower()
     try:
-        if path.name.lower().endswith(GZIP_SUFFIXES):
-            import gzip
-
-            with gzip.open(path, "rb") as gz:
-                yield from read_jsonl(gz, source, text_field, id_field)  # type: ignore[arg-type]
-            return
-        if suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES:
+        if is_streamed(path.name):
             with path.open("rb", buffering=_HEAD) as fh:
-                read = read_jsonl if suffix in JSONL_SUFFIXES else read_csv
-                yield from read(fh, source, text_field, id_field)
+                yield from read_stream(fh, source, path.name, text_field, id_field)
             return
         data = _read_capped(path)
     except OSError as exc:
@@ -818,6 +811,31 @@ def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Ite
         yield DocumentError(source, source, _too_big("file"))
     else:
         yield read_whole(data, source, suffix)
+
+
+def is_streamed(name: str) -> bool:
+    """Whether a file of this name is read as a stream of documents (JSONL, CSV, gzipped
+    JSONL) rather than as one document."""
+    name = name.lower()
+    suffix = os.path.splitext(name)[1]
+    return name.endswith(GZIP_SUFFIXES) or suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES
+
+
+def read_stream(
+    fh: BinaryIO, source: str, name: str, text_field: str, id_field: str
+) -> Iterator[Item]:
+    """The documents of an open JSONL, CSV or gzipped JSONL file (``name`` says which), one at a
+    time: what :func:`read_path` does with such a file, and what the Spark engine does with the
+    bytes of its ``binaryFile`` source."""
+    name = name.lower()
+    if name.endswith(GZIP_SUFFIXES):
+        import gzip
+
+        with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+            yield from read_jsonl(gz, source, text_field, id_field)  # type: ignore[arg-type]
+        return
+    read = read_jsonl if os.path.splitext(name)[1] in JSONL_SUFFIXES else read_csv
+    yield from read(fh, source, text_field, id_field)
 
 
 def read_whole(data: bytes, source: str, suffix: str) -> Item:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import gzip
 import importlib.util
 import io
 import os
@@ -55,9 +54,9 @@ from pipeline.documents import (
     _Overlong,
     _too_big,
     _unsupported,
+    is_streamed,
     printable,
-    read_csv,
-    read_jsonl,
+    read_stream,
     read_whole,
 )
 from pipeline.errors import GovTopicsError, ModelError, UsageError
@@ -385,21 +384,15 @@ def _file_rows(job: _Job, batches: Iterator[Any]) -> Iterator[Row]:
 def _read_data(
     data: bytes, source: str, name: str, text_field: str, id_field: str
 ) -> Iterable[Item]:
-    """The documents of one file's bytes, by its suffix, with the readers ``read_path`` uses."""
-    suffix = os.path.splitext(name)[1]
+    """The documents of one file's bytes, with the readers ``read_path`` uses."""
+    if not is_streamed(name):
+        yield read_whole(data, source, os.path.splitext(name)[1])
+        return
     try:
-        if name.endswith(GZIP_SUFFIXES):
-            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
-                yield from read_jsonl(io.BufferedReader(gz), source, text_field, id_field)
-            return
-        if suffix in JSONL_SUFFIXES or suffix in CSV_SUFFIXES:
-            read = read_jsonl if suffix in JSONL_SUFFIXES else read_csv
-            yield from read(io.BufferedReader(io.BytesIO(data)), source, text_field, id_field)
-            return
+        fh = io.BufferedReader(io.BytesIO(data))
+        yield from read_stream(fh, source, name, text_field, id_field)
     except (EOFError, zlib.error, OSError) as exc:  # a truncated or corrupt .gz file
         yield DocumentError(source, source, f"cannot read: {exc}")
-        return
-    yield read_whole(data, source, suffix)
 
 
 _READERS = {
