@@ -12,8 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 
-# the model store's signing key: one per test session, never the user's own (~/.config)
-os.environ["GOV_TOPICS_KEY_FILE"] = str(Path(tempfile.mkdtemp(prefix="gov-topics-key-")) / "key")
+# the model store's signing key: one per test run, never the user's own (~/.config); pytest-xdist's
+# workers share it (they share the trained project below, whose manifests it signs)
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+_KEY_DIR = (
+    Path(tempfile.gettempdir()) / f"gov-topics-key-{_RUN}"
+    if _RUN
+    else Path(tempfile.mkdtemp(prefix="gov-topics-key-"))
+)
+os.environ["GOV_TOPICS_KEY_FILE"] = str(_KEY_DIR / "key")
 os.environ.pop("GOV_TOPICS_STORE_KEY", None)
 
 WRITTEN_STRIDE = 4  # the test project keeps every 4th paragraph of the written corpus
@@ -73,10 +80,8 @@ def raw_text(prefix: str) -> str:
     return path.read_text("utf-8")
 
 
-@pytest.fixture(scope="session")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project's data in a temporary folder, with a small experiment config."""
-    root = tmp_path_factory.mktemp("project")
+def _make_project(root: Path) -> Path:
+    """The project's data in ``root``, with the tests' small experiment configs."""
     shutil.copytree(SEEDS, root / "seeds")
     # every WRITTEN_STRIDE-th written paragraph: every theme still there (the files are sorted by
     # theme), a quarter of the training time for every test that trains
@@ -90,15 +95,69 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def trained(project: Path) -> Path:
-    """Run every stage through the CLI in the temporary project; return its root."""
-
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'experiments' / 'mlflow.db'}"
+def _train_all(root: Path) -> None:
+    """Every stage through the CLI, registered and promoted as `make all` does (version 1 is
+    production)."""
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'experiments' / 'mlflow.db'}"
     for stage in ("ingest", "segment", "features", "train", "evaluate"):
-        assert run_in(project, stage, "--exp", "experiments/small.yaml") == 0, stage
-    # registered and promoted, as `make all` does: version 1 is production
-    assert run_in(project, "register", "--exp", "experiments/small.yaml", "--promote") == 0
+        assert run_in(root, stage, "--exp", "experiments/small.yaml") == 0, stage
+    assert run_in(root, "register", "--exp", "experiments/small.yaml", "--promote") == 0
+
+
+def _relocate(src: Path, dst: Path) -> None:
+    """Copy what ``_train_all`` made in ``src`` into ``dst`` (mtimes kept, so stages stay
+    skipped) and point the absolute paths MLflow and ``registered.json`` keep at ``dst``."""
+    import sqlite3
+
+    for part in ("build", "models", "experiments"):
+        shutil.copytree(src / part, dst / part, dirs_exist_ok=True)
+    old, new = str(src), str(dst)
+    for path in [
+        *(dst / "build").rglob("registered.json"),
+        *(dst / "experiments").rglob("MLmodel"),
+    ]:
+        stat = path.stat()
+        path.write_text(path.read_text("utf-8").replace(old, new), "utf-8")
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with sqlite3.connect(dst / "experiments" / "mlflow.db") as db:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for col in [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')]:
+                db.execute(
+                    f'UPDATE "{table}" SET "{col}" = replace("{col}", ?, ?) '
+                    f'WHERE typeof("{col}") = \'text\' AND instr("{col}", ?) > 0',
+                    (old, new, old),
+                )
+    db.close()
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project's data in a temporary folder, with a small experiment config."""
+    return _make_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="session")
+def trained(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every stage run through the CLI, in the temporary project; returns its root.
+
+    Trained once per test run: the first pytest-xdist worker to need it trains in a folder the
+    workers share (under a file lock), and each worker copies the result into its own project,
+    which its tests may change.
+    """
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    built = shared / "trained-once"
+    with FileLock(str(shared / "trained-once.lock")):
+        if not (built / "done").exists():
+            shutil.rmtree(built, ignore_errors=True)
+            built.mkdir()
+            _train_all(_make_project(built))
+            (built / "done").touch()
+    _relocate(built, project)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'experiments' / 'mlflow.db'}"
     return project
 
 
@@ -140,3 +199,13 @@ def fit_small_model(examples: list, config: dict | None = None) -> object:
         [e.group for e in examples],
         np.ones(len(examples), dtype=bool),
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the trained project first, the rest after (order kept within each).
+
+    pytest-xdist's worksteal hands each worker a contiguous half of this order and steals from
+    the end of a queue: one worker trains the shared project while the other runs tests that do
+    not need it, instead of both waiting on the same training.
+    """
+    items.sort(key=lambda item: "trained" not in getattr(item, "fixturenames", ()))
