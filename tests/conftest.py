@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 
-# the model store's signing key: one per test run, never the user's own (~/.config); pytest-xdist's
-# workers share it (they share the trained project below, whose manifests it signs)
-_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-_KEY_DIR = (
-    Path(tempfile.gettempdir()) / f"gov-topics-key-{_RUN}"
-    if _RUN
-    else Path(tempfile.mkdtemp(prefix="gov-topics-key-"))
-)
-os.environ["GOV_TOPICS_KEY_FILE"] = str(_KEY_DIR / "key")
+# the store key comes from the key file of `store_key_file` below, never the environment
 os.environ.pop("GOV_TOPICS_STORE_KEY", None)
 
 WRITTEN_STRIDE = 4  # the test project keeps every 4th paragraph of the written corpus
@@ -131,6 +122,21 @@ def _relocate(src: Path, dst: Path) -> None:
     db.close()
 
 
+def _shared_temp(factory: pytest.TempPathFactory) -> Path:
+    """The run's temporary folder: one for all pytest-xdist workers (pytest keeps the last 3)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session", autouse=True)
+def store_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model store's signing key: one per test run, never the user's own (~/.config),
+    shared by pytest-xdist's workers (they share the trained project, whose manifests it signs)."""
+    path = _shared_temp(tmp_path_factory) / "store.key"
+    os.environ["GOV_TOPICS_KEY_FILE"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project's data in a temporary folder, with a small experiment config."""
@@ -147,8 +153,7 @@ def trained(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from filelock import FileLock
 
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    shared = _shared_temp(tmp_path_factory)
     built = shared / "trained-once"
     with FileLock(str(shared / "trained-once.lock")):
         if not (built / "done").exists():
