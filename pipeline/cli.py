@@ -21,10 +21,11 @@ from pipeline.errors import GovTopicsError, Terminated, UsageError
 log = logging.getLogger("pipeline")
 
 
-def _workspace(args: argparse.Namespace) -> Any:
+def _workspace(args: argparse.Namespace, model: bool = True) -> Any:
     from pipeline.workspace import Workspace
 
-    return Workspace.open(Path(args.exp) if args.exp else None, build=Path(args.build))
+    exp = Path(args.exp) if args.exp else None
+    return Workspace.open(exp, build=Path(args.build), model=model)
 
 
 def _gate_workspace(args: argparse.Namespace) -> Any:
@@ -68,8 +69,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_inputs(args: argparse.Namespace) -> int:
     """Record the checksums of the experiment's data files in build/<exp>/inputs/ (one file per
-    stage, rewritten only when a file changed: what make's stage targets depend on)."""
-    ws = _workspace(args)
+    stage, rewritten only when a file changed: what make's stage targets depend on). It reads the
+    data section only: make runs it every time, and the stages check the rest."""
+    ws = _workspace(args, model=False)
     for stamp in ws.write_input_stamps():
         print(f"inputs: {stamp} data changed ({ws.inputs_dir / stamp}.sha256)", file=sys.stderr)
     return 0

@@ -243,28 +243,27 @@ MAX_FOLDS = 20  # evaluation.folds and thresholds.inner_folds: 2..MAX_FOLDS
 MAX_SEED = 2**31 - 1  # a random_state numpy, scikit-learn and fastText (a C int) all take
 
 
-def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
+def parse_config(data: Any, source: str = "<config>", model: bool = True) -> ExperimentConfig:
     """Validate a parsed YAML mapping into an :class:`ExperimentConfig`.
 
     ``name`` may be left out here (programmatic configs default to ``default``);
-    :func:`load_config` requires it in an experiment file.
+    :func:`load_config` requires it in an experiment file. ``model=False`` leaves out the checks
+    that build the classifier (they import scikit-learn: a second of start-up), for commands that
+    only read the experiment's data section; every stage that trains checks it in full.
     """
-    return _parse(data, source, check_search_values=True)
+    return _parse(data, source, check_search_values=True, model=model)
 
 
-def _parse(data: Any, source: str, check_search_values: bool) -> ExperimentConfig:
+def _parse(
+    data: Any, source: str, check_search_values: bool, model: bool = True
+) -> ExperimentConfig:
     if data is None:
         raise ConfigError(f"{source}: the config is empty", f"start with {NAME_REMEDY}")
     cfg: ExperimentConfig = _build(ExperimentConfig, data, source)
-    from pipeline.classifiers import KINDS
-
     if not isinstance(cfg.name, str) or not NAME_PATTERN.fullmatch(cfg.name):
         raise ConfigError(f"{source}: name must be an identifier, got {cfg.name!r}", NAME_REMEDY)
-    if cfg.classifier.kind not in KINDS:
-        raise ConfigError(
-            f"{source}: classifier.kind {cfg.classifier.kind!r} is not known",
-            f"choose one of {sorted(KINDS)}",
-        )
+    if model:
+        _check_classifier_kind(cfg, source)
     if cfg.segmenter.backend not in ("jieba", "rjieba"):
         raise ConfigError(
             f"{source}: segmenter.backend {cfg.segmenter.backend!r} is not known",
@@ -276,14 +275,9 @@ def _parse(data: Any, source: str, check_search_values: bool) -> ExperimentConfi
         raise ConfigError(f"{source}: thresholds.inner_groups must be group or source")
     if cfg.features.lexicon.scale not in ("log", "binary", "linear"):
         raise ConfigError(f"{source}: features.lexicon.scale must be log, binary or linear")
-    f = cfg.features
-    reads_tokens = KINDS[cfg.classifier.kind].input == "tokens"
-    if not (
-        reads_tokens or f.word.enabled or f.char.enabled or f.lexicon.enabled or f.vectors.enabled
-    ):
-        raise ConfigError(f"{source}: every feature family is disabled", "enable at least one")
     _check_ranges(cfg, source)
-    _check_classifier_params(cfg, source)
+    if model:
+        _check_classifier_params(cfg, source)
     for key, values in cfg.search.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{source}: search.{key} must be a non-empty list of values")
@@ -291,8 +285,26 @@ def _parse(data: Any, source: str, check_search_values: bool) -> ExperimentConfi
         if check_search_values:
             base = {k: v for k, v in cfg.to_dict().items() if k != "search"}
             for value in values:
-                _parse(_set(base, key, value), f"{source} (search.{key}: {value!r})", False)
+                where = f"{source} (search.{key}: {value!r})"
+                _parse(_set(base, key, value), where, False, model)
     return cfg
+
+
+def _check_classifier_kind(cfg: ExperimentConfig, source: str) -> None:
+    """A known classifier kind, and at least one feature family for a kind that reads them."""
+    from pipeline.classifiers import KINDS
+
+    if cfg.classifier.kind not in KINDS:
+        raise ConfigError(
+            f"{source}: classifier.kind {cfg.classifier.kind!r} is not known",
+            f"choose one of {sorted(KINDS)}",
+        )
+    f = cfg.features
+    reads_tokens = KINDS[cfg.classifier.kind].input == "tokens"
+    if not (
+        reads_tokens or f.word.enabled or f.char.enabled or f.lexicon.enabled or f.vectors.enabled
+    ):
+        raise ConfigError(f"{source}: every feature family is disabled", "enable at least one")
 
 
 def _fail(source: str, key: str, rule: str, value: Any, remedy: str = "") -> ConfigError:
@@ -465,8 +477,9 @@ def _check_search_key(key: str, source: str) -> None:
         node = hints[part]
 
 
-def load_config(path: Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML file; it must be a mapping that declares ``name``."""
+def load_config(path: Path, model: bool = True) -> ExperimentConfig:
+    """Read and validate an experiment YAML file; it must be a mapping that declares ``name``
+    (``model``: as in :func:`parse_config`)."""
     path = Path(path)
     try:
         text = path.read_text("utf-8-sig")
@@ -497,7 +510,7 @@ def load_config(path: Path) -> ExperimentConfig:
             "add `name: <identifier>` (1-64 letters, digits, '_', '.' or '-'); it names the "
             "folder build/<name>/, so no two experiment files may share one",
         )
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), model)
 
 
 def _set(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:

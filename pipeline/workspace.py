@@ -42,9 +42,14 @@ class Workspace:
 
     @classmethod
     def open(
-        cls, config_path: Path | None, root: Path = Path("."), build: Path | None = None
+        cls,
+        config_path: Path | None,
+        root: Path = Path("."),
+        build: Path | None = None,
+        model: bool = True,
     ) -> Workspace:
-        cfg = load_config(config_path) if config_path else ExperimentConfig()
+        """The experiment's workspace, its config validated (``model``: see ``parse_config``)."""
+        cfg = load_config(config_path, model) if config_path else ExperimentConfig()
         ws = cls(root=root, cfg=cfg, config_path=config_path, build=build or root / "build")
         ws.check_data_files()
         if config_path:

@@ -106,3 +106,23 @@ def test_scoring_a_document_loads_neither_mlflow_nor_training_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_make_s_every_run_checksum_step_imports_no_model_code(tmp_path: Path) -> None:
+    """`topics inputs` runs on every `make` call: it reads the data section and stays light
+    (no scikit-learn, MLflow or jieba), while its stamps name every data file of the experiment."""
+    code = (
+        "import sys\n"
+        "from pipeline.cli import main\n"
+        f"rc = main(['inputs', '--exp', 'experiments/default.yaml', '--build', {str(tmp_path)!r}])\n"
+        "print(rc, sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'sklearn', 'mlflow', 'jieba', 'rjieba', 'scipy'}))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert run.stdout.strip() == "0 []", run.stderr
+    stamps = {p.name: p.read_text("utf-8") for p in (tmp_path / "default" / "inputs").iterdir()}
+    assert set(stamps) == {"raw.sha256", "labels.sha256", "pool.sha256"}
+    assert stamps["raw.sha256"].count("seeds/raw/") == 5
