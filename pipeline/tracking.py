@@ -84,7 +84,15 @@ def _experiment_id(client: Any, root: Path, uri: str) -> str:
         artifact_location = None
         if uri.startswith("sqlite:"):
             artifact_location = (root / "experiments" / "mlartifacts").resolve().as_uri()
-        exp_id = str(client.create_experiment(EXPERIMENT, artifact_location=artifact_location))
+        from mlflow.exceptions import MlflowException
+
+        try:
+            exp_id = str(client.create_experiment(EXPERIMENT, artifact_location=artifact_location))
+        except MlflowException as exc:  # another register made it first (a shared server)
+            exp = client.get_experiment_by_name(EXPERIMENT)
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+                raise
+            exp_id = str(exp.experiment_id)
     if exp is None or exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
         # MLflow 3's UI opens an experiment of unknown kind on its GenAI (traces) page
         client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
@@ -141,7 +149,7 @@ def log_training(
             else [],
         )
         if datasets:
-            client.log_inputs(run_id, datasets=[_dataset_input(d) for d in datasets])
+            _log_inputs(client, run_id, [_dataset_input(d) for d in datasets])
         for dest, path in artifacts:
             if Path(path).exists():
                 client.log_artifact(run_id, str(path), artifact_path=dest or None)
@@ -154,6 +162,21 @@ def log_training(
         ) from exc
     log.info("logged MLflow run %s to %s", run_id, uri)
     return run_id
+
+
+def _log_inputs(client: Any, run_id: str, inputs: list[Any]) -> None:
+    """Link the run's datasets, once more if another run created one of them at the same moment:
+    MLflow's store inserts a new dataset row without a lock, so of two runs logging the same
+    dataset at once (two registers on a shared server) one gets a unique-key error, by which time
+    the row exists."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except MlflowException as exc:
+        if "unique" not in str(exc).lower():
+            raise
+        client.log_inputs(run_id, datasets=inputs)
 
 
 def _dataset_input(d: Mapping[str, Any]) -> Any:

@@ -120,9 +120,10 @@ def _mlflow_server(tmp_path: Path) -> Iterator[str]:
 def test_register_to_a_real_mlflow_server_survives_being_killed(
     trained: Path, tmp_path: Path
 ) -> None:
-    """Against a shared tracking server: a register stopped by SIGTERM or SIGKILL leaves no store
-    version and no RUNNING run, and the next register is run 1 of the registry, in step with the
-    store, with its figures and tags on the server."""
+    """Against a shared tracking server: two registers started at once on a new server (both
+    create its experiment), one stopped by SIGTERM and one by SIGKILL, leave no store version
+    and no RUNNING run, and the next register is run 1 of the registry, in step with the store,
+    with its figures and tags on the server."""
     from mlflow.tracking import MlflowClient
 
     store_dir = tmp_path / "store"
@@ -139,36 +140,45 @@ def test_register_to_a_real_mlflow_server_survives_being_killed(
             runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
             return [r.info.status for r in runs]
 
-        def stop_mid_register(sig: int) -> subprocess.Popen:
-            # paused once its run is RUNNING on the server, before the model is logged
-            mark = tmp_path / f"paused-{sig}"
+        def paused_register(name: str) -> tuple[subprocess.Popen, Path]:
+            # it pauses once its run is RUNNING on the server, before the model is logged
+            mark = tmp_path / f"paused-{name}"
             pause = {
                 "GOV_TOPICS_TEST_PAUSE": "after_run_started:60",
                 "GOV_TOPICS_TEST_PAUSED": str(mark),
             }
-            p = _topics(trained, *args, env={**env, **pause})
-            deadline = time.monotonic() + 90
-            while not mark.exists():
-                assert time.monotonic() < deadline, "the register never reached its pause"
-                time.sleep(0.2)
-            p.send_signal(sig)
-            p.communicate(timeout=30)  # waits, and closes its pipes (no ResourceWarning)
-            return p
+            return _topics(trained, *args, env={**env, **pause}), mark
 
+        # two registers at once on a new server (both create the experiment), both paused
+        (term, term_mark), (kill, kill_mark) = paused_register("term"), paused_register("kill")
+        deadline = time.monotonic() + 120
+        while not (term_mark.exists() and kill_mark.exists()):
+            for p in (term, kill):
+                if p.poll() is not None:
+                    term.kill(), kill.kill()
+                    raise AssertionError(f"a register ended before its pause: {p.communicate()[1]}")
+            if time.monotonic() > deadline:
+                term.kill(), kill.kill()
+                raise AssertionError("the registers never reached their pause")
+            time.sleep(0.2)
+        assert statuses() == ["RUNNING", "RUNNING"]
         store = ModelStore(store_dir)
-        # SIGTERM unwinds: exit 143, no version, the run marked FAILED at once
-        assert stop_mid_register(signal.SIGTERM).returncode == 143
-        assert store.versions() == [] and statuses() == ["FAILED"]
-        # SIGKILL cannot be caught: the run stays RUNNING until the next register marks it FAILED
-        stop_mid_register(signal.SIGKILL)
-        assert store.versions() == [] and statuses() == ["FAILED", "RUNNING"]
+        # SIGTERM unwinds: exit 143, no version, its run marked FAILED at once
+        term.send_signal(signal.SIGTERM)
+        term.communicate(timeout=30)  # waits, and closes its pipes (no ResourceWarning)
+        assert term.returncode == 143
+        assert store.versions() == [] and sorted(statuses()) == ["FAILED", "RUNNING"]
+        # SIGKILL cannot be caught: its run stays RUNNING until the next register marks it FAILED
+        kill.send_signal(signal.SIGKILL)
+        kill.communicate(timeout=30)
+        assert store.versions() == [] and sorted(statuses()) == ["FAILED", "RUNNING"]
         with pytest.raises(ModelError, match="no model 'gov-topics'"):
             store.load(ModelRef("gov-topics", "latest"))
         q = _topics(trained, *args, env=env)
         _, err = q.communicate(timeout=180)
         assert q.returncode == 0, err
         assert store.versions() == [1]
-        assert statuses() == ["FAILED", "FAILED", "FINISHED"]
+        assert sorted(statuses()) == ["FAILED", "FAILED", "FINISHED"]
         # store and registry in step: store version 1 is registry version 1
         man = store.manifest("gov-topics", 1)
         assert man["mlflow_model_version"] == 1
