@@ -100,7 +100,7 @@ def texts_and_ids(model_input: Any) -> tuple[list[str], list[Any] | None]:
     return texts, ids
 
 
-class ThemeScorer(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
+class ThemeScorer(mlflow.pyfunc.PythonModel):
     """Wraps the store's scikit-learn pipeline and :class:`pipeline.predict.Predictor`."""
 
     def load_context(self, context: Any) -> None:
