@@ -54,6 +54,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"recorded sha256 of {len(ingest.raw_files(raw))} raw file(s) in {path}",
             file=sys.stderr,
         )
+    ws.write_input_stamps()  # what make compares: units made now are newer, so make skips them
     s = run_ingest(ws)
     print(
         f"ingest: {s.documents} documents, {s.articles} articles -> {s.units} units ({ws.units})",

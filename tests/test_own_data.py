@@ -132,6 +132,8 @@ def test_the_own_data_recipe_works_as_written_and_leaves_the_default_alone(copy:
     r = _make(p, "all")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "production: (none) -> mine:1" in r.stderr
+    # the units ingested in step 2 are not made again (ingest recorded the inputs it read)
+    assert "skipped  build/mine/units.jsonl" in r.stdout and "topics ingest" not in r.stdout
     assert '"themes"' in r.stdout  # the sample's prediction
     manifest = json.loads((p / "models" / "mine" / "1" / "manifest.json").read_text("utf-8"))
     assert manifest["experiment"] == "mine"
