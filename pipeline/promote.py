@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import GovTopicsError, UsageError
+from pipeline.errors import ConfigError, GovTopicsError, UsageError
 from pipeline.registry import ModelRef, ModelStore
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,13 @@ def sync_mlflow_alias(store: ModelStore, name: str, alias: str, version: int) ->
 
 def same_evaluation_basis(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """True when two versions' CV metrics are comparable as stored: same training data (so the
-    same gold set) and the same folds (folds, repeats, seed)."""
+    same gold set), the same taxonomy and the same folds (folds, repeats, seed)."""
 
     def basis(m: dict[str, Any]) -> tuple[Any, ...]:
         ev = m["config"].get("evaluation", {})
         return (
             m.get("training_data_sha256"),
+            m.get("themes_sha256"),
             ev.get("folds"),
             ev.get("repeats"),
             m["config"].get("seed"),
@@ -146,6 +147,7 @@ def workspace_gate(open_workspace: Callable[[], Any]) -> GateScorer:
         from pipeline.config import parse_config
 
         ws = open_workspace()
+        _check_same_themes(ws, candidate, production)
         scores = {}
         for role, man in (("candidate", candidate), ("production", production)):
             cfg = parse_config(man["config"], f"{man['name']}:{man['version']}")
@@ -163,6 +165,21 @@ def workspace_gate(open_workspace: Callable[[], Any]) -> GateScorer:
         }
 
     return score
+
+
+def _check_same_themes(ws: Any, *manifests: dict[str, Any]) -> None:
+    """The gate re-trains both versions' configs on the gate experiment's taxonomy: it compares
+    nothing unless that is the versions' own."""
+    ids = set(ws.taxonomy().ids)
+    for man in manifests:
+        themes = man.get("themes")
+        if themes is not None and set(themes) != ids:
+            raise ConfigError(
+                f"{ws.source}: the gate experiment's themes ({', '.join(sorted(ids))}) are not "
+                f"those of {man['name']}:{man['version']} ({', '.join(sorted(themes))})",
+                "name an experiment on the model line's taxonomy with --gate-exp (make: GATE=); "
+                "versions on different taxonomies cannot be compared: --force --reason",
+            )
 
 
 def reevaluate(ws: Any, cfg: Any) -> float:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import ModelError, UsageError
-from pipeline.promote import promote, rollback, same_evaluation_basis
+from pipeline.errors import ConfigError, ModelError, UsageError
+from pipeline.promote import promote, rollback, same_evaluation_basis, workspace_gate
 from pipeline.registry import ModelStore
 
 NAME = "gov-topics"
@@ -124,6 +124,38 @@ def test_stored_figures_are_comparable_only_on_the_same_data_and_folds() -> None
     }
     b = {**a, "config": {**a["config"], "seed": 2}}
     c = {**a, "training_data_sha256": "e"}
+    d = {**a, "themes_sha256": "another taxonomy"}
     assert same_evaluation_basis(a, dict(a))
     assert not same_evaluation_basis(a, b)
     assert not same_evaluation_basis(a, c)
+    assert not same_evaluation_basis(a, d)
+
+
+def test_the_gate_refuses_to_compare_on_another_taxonomy(tmp_path: Path) -> None:
+    """An own-data model line gated on an experiment with other themes: one line naming both
+    theme sets and what to do; production does not move."""
+    from pipeline.themes import load_taxonomy
+    from pipeline.workspace import Workspace
+
+    seeds = Path(__file__).resolve().parent.parent / "seeds"
+    default = load_taxonomy(seeds / "themes.yaml").ids
+    mine = [t for t in default if t != "party"] + ["water"]
+    store = ModelStore(tmp_path / "models")
+    art = tmp_path / "model.joblib"
+    art.write_bytes(b"x")
+    for f1, data in ((0.7, "d1"), (0.8, "d2")):  # other data: the gate must re-evaluate
+        manifest = {
+            "config": {"evaluation": {"folds": 5, "repeats": 3}, "seed": 42},
+            "training_data_sha256": data,
+            "themes": mine,
+            "metrics": {"macro_f1": f1},
+        }
+        store.add_version(NAME, art, manifest, {"stand-in model": f1})
+    gate = workspace_gate(lambda: Workspace.open(None, root=seeds.parent, build=tmp_path / "build"))
+    assert _promote(store, "1").done
+    with pytest.raises(ConfigError) as err:
+        promote(store, NAME, "2", "production", gate_scorer=gate, track=False)
+    msg = str(err.value)
+    assert "the gate experiment's themes (" in msg and "water" in msg and "--gate-exp" in msg
+    assert "\n" not in msg
+    assert store.aliases(NAME)["production"] == 1
