@@ -67,7 +67,8 @@ _SAVE_AS = {
         "unpack it first (a .jsonl.gz file is read as it is)",
     ),
 }
-_SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
+# files an operating system leaves in folders: skipped in a folder without a word
+SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800-\udfff in a JSON string
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")  # a line end in CSV, as in universal newlines
@@ -92,7 +93,8 @@ class DocumentError:
 Item = Document | DocumentError
 
 
-def _too_big(what: str) -> str:
+def too_big(what: str) -> str:
+    """The error for a document (``what``: file, line, row ...) over the size limit."""
     return (
         f"{what} larger than the {MAX_DOCUMENT_BYTES >> 20} MB limit per document; split it "
         "into smaller documents"
@@ -117,7 +119,8 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
-def _field_problem(text: str, name: str) -> str | None:
+def field_problem(text: str, name: str) -> str | None:
+    """Why a record's text field ``name`` is not a document (empty, binary), or None."""
     if not text or text.isspace():
         return f"empty {name!r} field"
     if "\x00" in text:
@@ -135,7 +138,7 @@ def _special_kind(mode: int) -> str:
     return "not a file"
 
 
-def _unsupported(name: str) -> str | None:
+def unsupported(name: str) -> str | None:
     """Why a file in a folder is not read (a type no reader knows, and what to do), or None."""
     lower = name.lower()
     suffix = Path(lower).suffix
@@ -178,8 +181,8 @@ def _walk(path: Path, skip: tuple[int, int] | None = None) -> Iterator[Path | Do
         hidden = any(part.startswith(".") for part in Path(dirpath).relative_to(path).parts)
         for name in sorted(filenames):
             p = Path(dirpath) / name
-            problem = _unsupported(name)
-            if problem and (hidden or name.startswith(".") or name.lower() in _SYSTEM_FILES):
+            problem = unsupported(name)
+            if problem and (hidden or name.startswith(".") or name.lower() in SYSTEM_FILES):
                 continue
             try:
                 st = os.stat(p)
@@ -211,7 +214,7 @@ def _peek(fh: BinaryIO) -> bytes:
 
 
 @dataclass(frozen=True)
-class _Overlong:
+class Overlong:
     """A line longer than the cap, skipped without being held in memory."""
 
     quotes: int  # the '"' in it: a CSV reader needs them to find where its record ends
@@ -226,12 +229,12 @@ class _Undecodable:
     problem: str
 
 
-Line = str | _Overlong | _Undecodable | DocumentError
+Line = str | Overlong | _Undecodable | DocumentError
 
 
 def _bounded_lines(fh: Any, limit: int, ends: Any) -> Iterator[Any]:
     """The lines of a binary or text stream, none longer than ``limit``: a longer line is read
-    to its end in pieces, dropped and stands as an :class:`_Overlong`."""
+    to its end in pieces, dropped and stands as an :class:`Overlong`."""
     while True:
         line = fh.readline(limit + 1)
         if not line:
@@ -242,7 +245,7 @@ def _bounded_lines(fh: Any, limit: int, ends: Any) -> Iterator[Any]:
             yield _skip_line(fh, line, ends)
 
 
-def _skip_line(fh: Any, line: Any, ends: Any) -> _Overlong:
+def _skip_line(fh: Any, line: Any, ends: Any) -> Overlong:
     """Read the rest of an over-long line (of which ``line`` is the start) and drop it."""
     quote = b'"' if isinstance(line, bytes) else '"'
     quotes = line.count(quote)
@@ -251,7 +254,7 @@ def _skip_line(fh: Any, line: Any, ends: Any) -> _Overlong:
         if not line:
             break
         quotes += line.count(quote)
-    return _Overlong(quotes)
+    return Overlong(quotes)
 
 
 def _split_lone_cr(lines: Iterable[Any]) -> Iterator[Any]:
@@ -263,14 +266,14 @@ def _split_lone_cr(lines: Iterable[Any]) -> Iterator[Any]:
             yield line
 
 
-def _decode_lines(lines: Iterable[bytes | _Overlong]) -> Iterator[tuple[int, Line]]:
+def _decode_lines(lines: Iterable[bytes | Overlong]) -> Iterator[tuple[int, Line]]:
     """Numbered lines decoded one at a time: UTF-8 (a BOM on the first line is dropped), else
     GB18030 or Big5 (:func:`pipeline.textio.decode_legacy`; the encoding found for one line is
     tried first on the next), else :class:`_Undecodable` for that line alone. UTF-8 is tried
     first on every line because it almost never decodes text in another encoding by accident."""
     legacy: str | None = None
     for lineno, raw in enumerate(lines, 1):
-        if isinstance(raw, _Overlong):
+        if isinstance(raw, Overlong):
             yield lineno, raw
             continue
         if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
@@ -329,16 +332,18 @@ def _lone_surrogate(obj: Any) -> bool:
     return False
 
 
-def _jsonl_items(
+def jsonl_items(
     numbered: Iterable[tuple[int, Line]], source: str, text_field: str, id_field: str
 ) -> Iterator[Item]:
+    """The documents of numbered JSONL lines (a :class:`DocumentError` for each bad line, named
+    ``source:line``): what every JSONL reader of the local and the Spark engine shares."""
     for lineno, line in numbered:
         if isinstance(line, DocumentError):
             yield line
             continue
         where = f"{source}:{lineno}"
-        if isinstance(line, _Overlong):
-            yield DocumentError(where, where, _too_big("line"))
+        if isinstance(line, Overlong):
+            yield DocumentError(where, where, too_big("line"))
             continue
         if isinstance(line, _Undecodable):
             yield DocumentError(where, where, line.problem)
@@ -370,7 +375,7 @@ def _jsonl_items(
         if not isinstance(value, str):
             yield DocumentError(doc_id, where, f"no text in field {text_field!r}")
             continue
-        problem = _field_problem(value, text_field)
+        problem = field_problem(value, text_field)
         if problem:
             yield DocumentError(doc_id, where, problem)
             continue
@@ -396,7 +401,7 @@ def read_jsonl(fh: BinaryIO, source: str, text_field: str, id_field: str) -> Ite
     """Documents of a JSONL stream, one per line, read and decoded a line at a time so that a file
     of any size streams. A line that cannot be decoded or parsed, or is over the size cap, is one
     error record naming the line."""
-    yield from _jsonl_items(_lines(fh, source, None), source, text_field, id_field)
+    yield from jsonl_items(_lines(fh, source, None), source, text_field, id_field)
 
 
 # -- CSV -----------------------------------------------------------------------------------------
@@ -433,7 +438,7 @@ class _CsvFeed:
         self.first = self.first or lineno
         if isinstance(line, DocumentError):
             raise _Unreadable(line)
-        if isinstance(line, _Overlong):
+        if isinstance(line, Overlong):
             self.quotes += line.quotes
             raise _LineTooLong
         if isinstance(line, _Undecodable):
@@ -497,7 +502,7 @@ def read_csv(fh: BinaryIO, source: str, text_field: str, id_field: str) -> Itera
             row += 1
             where = f"{source}:row {row}"
             if isinstance(exc, _LineTooLong) or "field limit" in str(exc):
-                msg = _too_big(f"row (from line {feed.first})")
+                msg = too_big(f"row (from line {feed.first})")
             else:
                 msg = f"CSV error at line {feed.first}: {exc}"
             yield DocumentError(where, where, msg)
@@ -513,7 +518,7 @@ def read_csv(fh: BinaryIO, source: str, text_field: str, id_field: str) -> Itera
             continue
         value = rec[col] if col < len(rec) else ""
         doc_id = (rec[id_col] if id_col is not None and id_col < len(rec) else "") or where
-        problem = _field_problem(value, text_field)
+        problem = field_problem(value, text_field)
         if problem:
             yield DocumentError(doc_id, where, problem)
             continue
@@ -743,7 +748,7 @@ def read_pdf(data: bytes, source: str) -> Item:
                 return fail(damaged.format(f"page {number}: {type(exc).__name__}"))
             size += len(text.encode("utf-8"))
             if size > MAX_DOCUMENT_BYTES:
-                return fail(_too_big("PDF text"))
+                return fail(too_big("PDF text"))
             lines.extend(text.splitlines())
     except pypdf.errors.FileNotDecryptedError:
         return fail(encrypted)
@@ -808,7 +813,7 @@ def read_path(path: Path, text_field: str = "text", id_field: str = "id") -> Ite
         yield DocumentError(source, source, f"cannot read: {exc}")
         return
     if data is None:
-        yield DocumentError(source, source, _too_big("file"))
+        yield DocumentError(source, source, too_big("file"))
     else:
         yield read_whole(data, source, suffix)
 
@@ -860,7 +865,7 @@ def read_stdin(stream: BinaryIO, text_field: str, id_field: str) -> Iterator[Ite
     if enc.startswith("utf-16"):  # rare on a pipe: read it whole
         data = stream.read(cap + 1)
         if len(data) > cap:
-            yield DocumentError(src, src, _too_big("standard input"))
+            yield DocumentError(src, src, too_big("standard input"))
             return
         try:
             text = decode_bytes(data, src)
@@ -868,7 +873,7 @@ def read_stdin(stream: BinaryIO, text_field: str, id_field: str) -> Iterator[Ite
             yield DocumentError(src, src, str(exc))
             return
         if text.lstrip().startswith("{"):
-            yield from _jsonl_items(enumerate(text.splitlines(), 1), src, text_field, id_field)
+            yield from jsonl_items(enumerate(text.splitlines(), 1), src, text_field, id_field)
         else:
             problem = _text_problem(text)
             yield DocumentError(src, src, problem) if problem else Document(src, src, text)
@@ -882,16 +887,16 @@ def read_stdin(stream: BinaryIO, text_field: str, id_field: str) -> Iterator[Ite
         if not line or line.strip():
             break
     if line.strip().lstrip(codecs.BOM_UTF8).startswith(b"{"):
-        first: list[bytes | _Overlong] = list(lead)
+        first: list[bytes | Overlong] = list(lead)
         if len(line) > cap and not line.endswith(b"\n"):  # a first line over the cap
             first[-1] = _skip_line(stream, line, b"\n")
         lines = itertools.chain(first, _bounded_lines(stream, cap, b"\n"))
-        yield from _jsonl_items(_decode_lines(lines), src, text_field, id_field)
+        yield from jsonl_items(_decode_lines(lines), src, text_field, id_field)
         return
     data = b"".join(lead)
     data += stream.read(cap + 1 - len(data)) if len(data) <= cap else b""
     if len(data) > cap:
-        yield DocumentError(src, src, _too_big("standard input"))
+        yield DocumentError(src, src, too_big("standard input"))
         return
     yield _text_document(data, src)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -72,3 +73,14 @@ def project_root(start: Path | None = None) -> Path:
         if (d / "models").is_dir() or (d / "experiments").is_dir():
             return d
     return here
+
+
+def pause_for_tests(point: str) -> None:
+    """Tests set GOV_TOPICS_TEST_PAUSE=<point>:<seconds> to kill a writer at a known moment
+    (and GOV_TOPICS_TEST_PAUSED=<file>, created when the pause begins)."""
+    spec = os.environ.get("GOV_TOPICS_TEST_PAUSE", "")
+    if spec.startswith(point + ":"):
+        mark = os.environ.get("GOV_TOPICS_TEST_PAUSED")
+        if mark:
+            Path(mark).touch()
+        time.sleep(float(spec.split(":", 1)[1]))

@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, ModelError
-from pipeline.fsutil import atomic_write_text, pid_alive, project_root, sha256_file
+from pipeline.fsutil import (
+    atomic_write_text,
+    pause_for_tests,
+    pid_alive,
+    project_root,
+    sha256_file,
+)
 from pipeline.provenance import library_versions
 
 log = logging.getLogger(__name__)
@@ -268,7 +274,7 @@ class ModelStore:
                 sio.dump(model, staging / art_name)
             for fname, src in (extra_files or {}).items():
                 shutil.copyfile(src, staging / fname)
-            _test_pause("after_copy")
+            pause_for_tests("after_copy")
             with self._lock(name):
                 self._sweep_incoming(name, keep=staging)
                 existing = self.versions(name)
@@ -592,19 +598,6 @@ def _load_artefact(path: Path, fmt: str) -> Any:
     import joblib
 
     return joblib.load(path)
-
-
-def _test_pause(point: str) -> None:
-    """Tests set GOV_TOPICS_TEST_PAUSE=<point>:<seconds> to kill a writer at a known moment
-    (and GOV_TOPICS_TEST_PAUSED=<file>, created when the pause begins)."""
-    spec = os.environ.get("GOV_TOPICS_TEST_PAUSE", "")
-    if spec.startswith(point + ":"):
-        import time
-
-        mark = os.environ.get("GOV_TOPICS_TEST_PAUSED")
-        if mark:
-            Path(mark).touch()
-        time.sleep(float(spec.split(":", 1)[1]))
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

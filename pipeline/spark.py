@@ -41,23 +41,23 @@ from urllib.parse import unquote
 
 from pipeline.batch import BATCH_CHARS, BATCH_DOCS, Renderer, Summary, document_record, error_record
 from pipeline.documents import (
-    _SYSTEM_FILES,
     CSV_SUFFIXES,
     GZIP_SUFFIXES,
     JSONL_SUFFIXES,
     MAX_DOCUMENT_BYTES,
+    SYSTEM_FILES,
     Document,
     DocumentError,
     Item,
-    _field_problem,
-    _jsonl_items,
-    _Overlong,
-    _too_big,
-    _unsupported,
+    Overlong,
+    field_problem,
     is_streamed,
+    jsonl_items,
     printable,
     read_stream,
     read_whole,
+    too_big,
+    unsupported,
 )
 from pipeline.errors import GovTopicsError, ModelError, UsageError
 from pipeline.registry import MANIFEST, ModelRef, ModelStore, check_name, parse_ref
@@ -183,7 +183,10 @@ def resolve_model(model: str | None = None, store: str | Path | None = None) -> 
     names the store version) with its manifest's signature checked. Nothing is unpickled."""
     st = ModelStore(Path(store) if store else None)
     if model and model.startswith("models:/"):
-        name, version = _registry_version(model)
+        from pipeline import tracking
+
+        name, version = tracking.store_version_of(model)
+        check_name(name)
     else:
         ref = parse_ref(model)
         name, version = ref.name, st.resolve(ref)
@@ -216,32 +219,6 @@ def ship_model(
         spark.sparkContext.addFile(str(stage), recursive=True)
         _SHIPPED[key] = stage
     return ModelFile(_SHIPPED[key].name, name, version, r.themes)
-
-
-def _registry_version(uri: str) -> tuple[str, int]:
-    """The store version an MLflow registry URI stands for (its ``store_version`` tag)."""
-    from pipeline import tracking
-
-    body = uri.removeprefix("models:/")
-    name, alias, ref = body.partition("@")
-    if not alias:
-        name, _, ref = body.rpartition("/")
-    where = tracking.tracking_uri()
-    try:
-        client = tracking._client(where)
-        mv = (
-            client.get_model_version_by_alias(name, ref)
-            if alias
-            else client.get_model_version(name, ref)
-        )
-        return check_name(name), int(mv.tags.get("store_version") or mv.version)
-    except GovTopicsError:
-        raise
-    except Exception as exc:
-        raise ModelError(
-            f"{uri}: not found in the MLflow registry at {where} ({type(exc).__name__})",
-            "check the name and alias or version, and MLFLOW_TRACKING_URI",
-        ) from None
 
 
 _LOADED: dict[str, Any] = {}  # per Python worker: the predictor of each shipped model
@@ -336,7 +313,7 @@ def _checked(text: Any, name: str) -> tuple[str | None, str | None]:
     """(text, None) for a text to score, else (None, why not) as the JSONL reader says it."""
     if not isinstance(text, str):
         return None, f"no text in field {name!r}"
-    problem = _field_problem(text, name)
+    problem = field_problem(text, name)
     return (None, problem) if problem else (text, None)
 
 
@@ -356,8 +333,8 @@ def _line_rows(job: _Job, batches: Iterator[Any]) -> Iterator[Row]:
             lineno += 1
             numbered: Any = line
             if len(line) > MAX_DOCUMENT_BYTES // 4 and len(line.encode()) > MAX_DOCUMENT_BYTES:
-                numbered = _Overlong(line.count('"'))
-            for item in _jsonl_items([(lineno, numbered)], source, job.text_col, job.id_col):
+                numbered = Overlong(line.count('"'))
+            for item in jsonl_items([(lineno, numbered)], source, job.text_col, job.id_col):
                 yield from _from_items([item], arg, "", lineno)
 
 
@@ -368,14 +345,14 @@ def _file_rows(job: _Job, batches: Iterator[Any]) -> Iterator[Row]:
         for uri, data in zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), strict=True):
             source, arg, key = _locate(job, uri)
             name = uri.rsplit("/", 1)[-1]
-            problem = _unsupported(name) if key else None
-            if problem and name.lower() in _SYSTEM_FILES:
+            problem = unsupported(name) if key else None
+            if problem and name.lower() in SYSTEM_FILES:
                 continue
             items: Iterable[Item]
             if problem:
                 items = [DocumentError(source, source, problem)]
             elif data is None:
-                items = [DocumentError(source, source, _too_big("file"))]
+                items = [DocumentError(source, source, too_big("file"))]
             else:
                 items = _read_data(data, source, name.lower(), job.text_col, job.id_col)
             yield from _from_items(items, arg, key)

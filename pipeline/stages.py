@@ -22,7 +22,7 @@ from pipeline import ingest as ingest_mod
 from pipeline.errors import DataError
 from pipeline.evaluate import EvalData, evaluate_experiment
 from pipeline.features import vocabulary_summary
-from pipeline.fsutil import atomic_write_bytes, atomic_write_text
+from pipeline.fsutil import atomic_write_bytes, atomic_write_text, pause_for_tests
 from pipeline.labels import (
     Example,
     label_matrix,
@@ -35,7 +35,7 @@ from pipeline.labels import (
 )
 from pipeline.paragraphs import sha1_text
 from pipeline.provenance import files_sha256, git_commit, manifest_fields
-from pipeline.registry import DEFAULT_NAME, ModelStore, _test_pause
+from pipeline.registry import DEFAULT_NAME, ModelStore
 from pipeline.segment import SegmentedDoc, Segmenter, dictionary_hash, segment_texts
 from pipeline.sources import SourceData
 from pipeline.train import build_head, check_positives, fit_model
@@ -549,7 +549,7 @@ def run_register(
     )
     version = None
     try:
-        _test_pause("after_run_started")
+        pause_for_tests("after_run_started")
         model_uri = tracking.log_model(run_id, model_path, tax.ids, root=ws.root) if run_id else ""
         version = store.add_version(
             name,

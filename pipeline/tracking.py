@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import GovTopicsError
+from pipeline.errors import GovTopicsError, ModelError
 from pipeline.fsutil import pid_alive, project_root
 
 log = logging.getLogger(__name__)
@@ -372,3 +372,29 @@ def set_registry_alias(
             f"MLflow registry at {uri}: could not set alias {alias!r}: {type(exc).__name__}",
             "the store's alias moved; set the MLflow alias again once the tracking store is reachable",
         ) from exc
+
+
+def store_version_of(uri: str) -> tuple[str, int]:
+    """The model name and store version an MLflow registry URI (``models:/name@alias`` or
+    ``models:/name/version``) stands for: the registry version's ``store_version`` tag.
+
+    Raises :class:`~pipeline.errors.ModelError` when the registry has no such version.
+    """
+    body = uri.removeprefix("models:/")
+    name, alias, ref = body.partition("@")
+    if not alias:
+        name, _, ref = body.rpartition("/")
+    where = tracking_uri()
+    try:
+        client = _client(where)
+        mv = (
+            client.get_model_version_by_alias(name, ref)
+            if alias
+            else client.get_model_version(name, ref)
+        )
+        return name, int(mv.tags.get("store_version") or mv.version)
+    except Exception as exc:
+        raise ModelError(
+            f"{uri}: not found in the MLflow registry at {where} ({type(exc).__name__})",
+            "check the name and alias or version, and MLFLOW_TRACKING_URI",
+        ) from None

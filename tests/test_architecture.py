@@ -88,6 +88,42 @@ def test_nothing_imports_the_cli(module: str) -> None:
     assert "cli" not in internal(module)
 
 
+def private_uses(source: str) -> set[str]:
+    """Another pipeline module's private names a module's ``source`` uses:
+    ``from pipeline.x import _y``, or ``x._y`` on a pipeline module it imported."""
+    tree = ast.parse(source)
+    aliases: set[str] = set()
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+            for a in node.names:
+                if node.module == "pipeline":
+                    aliases.add(a.asname or a.name)
+                elif a.name.startswith("_"):
+                    out.add(f"{node.module}.{a.name}")
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+        ):
+            out.add(f"{node.value.id}.{node.attr}")
+    return out
+
+
+def test_the_private_name_rule_sees_real_uses() -> None:
+    bad = "from pipeline.documents import _x\nfrom pipeline import tracking\ntracking._client(1)\n"
+    assert private_uses(bad) == {"pipeline.documents._x", "tracking._client"}
+    assert private_uses("from pipeline import tracking\ntracking.log_training()\n") == set()
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_module_uses_another_s_private_names(module: str) -> None:
+    """A name another module needs is public (documented, kept stable), never reached into."""
+    assert not private_uses((PACKAGE / f"{module}.py").read_text("utf-8")), module
+
+
 def test_classifier_table_imports_only_errors() -> None:
     assert internal("classifiers") <= {"errors"}
 
