@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import json
+import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -30,7 +33,9 @@ from typing import Any, TextIO
 
 from pipeline.documents import Document, Item, printable
 from pipeline.errors import GovTopicsError, Terminated, UsageError
-from pipeline.fsutil import file_mode
+from pipeline.fsutil import file_mode, pid_alive
+
+log = logging.getLogger(__name__)
 
 BATCH_DOCS = 512  # a batch closes at this many documents ...
 BATCH_CHARS = 1_000_000  # ... or characters: big enough to amortise per-call overhead, small
@@ -124,7 +129,7 @@ def check_output(out: str | None, inputs: Sequence[str]) -> None:
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=partial_prefix(path), suffix=".partial", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -138,10 +143,39 @@ def check_output(out: str | None, inputs: Sequence[str]) -> None:
         ) from None
 
 
+def partial_prefix(out: Path, pid: int | None = None) -> str:
+    """The name a run's temporary output starts with: ``.NAME.<pid>.`` (then random, ``.partial``)."""
+    return f".{out.name}.{os.getpid() if pid is None else pid}."
+
+
+def remove_orphaned_partials(out: Path) -> list[Path]:
+    """Remove the temporary outputs for ``out`` that a killed run left (SIGKILL, a power cut:
+    nothing could clean up): those whose process is gone. A running process's is kept."""
+    removed = []
+    start = len(f".{out.name}.")
+    for name in glob.glob(f".{glob.escape(out.name)}.*.partial", root_dir=out.parent):
+        pid = name[start:].split(".", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            path = out.parent / name
+            if path.is_dir():  # a Spark engine's output folder
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.warning(
+            "removed %d partial output(s) of %s left by a run that was killed",
+            len(removed),
+            printable(str(out)),
+        )
+    return removed
+
+
 class RecordWriter:
     """Writes records as JSONL or CSV to a file (atomically) or to stdout.
 
-    A file is written to a temporary ``.NAME.*.partial`` next to it, renamed into place by
+    A file is written to a temporary ``.NAME.<pid>.*.partial`` next to it (what a killed run
+    leaves of it is removed by the next run to the same file), renamed into place by
     :meth:`commit` with the mode a new file gets (0644 under the usual umask) or the mode of the
     file it replaces, and removed by :meth:`abort`. A device or FIFO (``/dev/null``) is written in
     place, never replaced. A write that fails (a full disk) raises a
@@ -161,8 +195,9 @@ class RecordWriter:
                 self.fh = open(self.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
             elif self.out is not None:
                 self.out.parent.mkdir(parents=True, exist_ok=True)
+                remove_orphaned_partials(self.out)
                 fd, self._tmp = tempfile.mkstemp(
-                    prefix=f".{self.out.name}.", suffix=".partial", dir=self.out.parent
+                    prefix=partial_prefix(self.out), suffix=".partial", dir=self.out.parent
                 )
                 self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
             self.fh.write(self.renderer.header())

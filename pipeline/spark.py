@@ -39,7 +39,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from pipeline.batch import BATCH_CHARS, BATCH_DOCS, Renderer, Summary, document_record, error_record
+from pipeline.batch import (
+    BATCH_CHARS,
+    BATCH_DOCS,
+    Renderer,
+    Summary,
+    document_record,
+    error_record,
+    partial_prefix,
+    remove_orphaned_partials,
+)
 from pipeline.documents import (
     CSV_SUFFIXES,
     GZIP_SUFFIXES,
@@ -794,9 +803,10 @@ def _check_out(out: str | None, inputs: Sequence[str]) -> str:
 def _temp_out(target: str) -> str:
     if "://" in target:
         return target  # written in place (no rename on a remote file system here)
-    parent = Path(os.path.abspath(target)).parent
-    parent.mkdir(parents=True, exist_ok=True)
-    return str(parent / f".{Path(target).name}.{os.getpid()}-{os.urandom(4).hex()}.partial")
+    out = Path(os.path.abspath(target))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_partials(out)  # what a killed run left
+    return str(out.parent / f"{partial_prefix(out)}{os.urandom(4).hex()}.partial")
 
 
 def _replace(tmp: str, target: str) -> None:

@@ -408,6 +408,36 @@ def test_sigterm_removes_the_partial_output(models: Path, tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_next_run_removes_what_a_killed_run_left(models: Path, tmp_path: Path) -> None:
+    """SIGKILL cannot be cleaned up after: its partial output stays, named with its pid, until
+    the next run to the same file removes it; a live process's partial output is kept."""
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _subprocess_code(models, "-", "-o", str(out))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(_jsonl({"id": "d0", "text": SAFETY}))
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.jsonl.*.partial")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate(timeout=60)
+    [left] = tmp_path.glob(".out.jsonl.*.partial")
+    assert left.name.startswith(f".out.jsonl.{proc.pid}.")
+    live = tmp_path / f".out.jsonl.{os.getpid()}.another-run.partial"  # this process: alive
+    live.write_text("", "utf-8")
+    src = tmp_path / "a.txt"
+    src.write_text(SAFETY, "utf-8")
+    assert _predict(models, str(src), "-o", str(out)) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.txt", "out.jsonl", live.name])
+
+
 def test_output_gets_the_usual_file_mode(models: Path, tmp_path: Path) -> None:
     src = tmp_path / "a.txt"
     src.write_text(SAFETY, "utf-8")
