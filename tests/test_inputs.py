@@ -385,8 +385,9 @@ def test_a_write_error_is_one_line_and_leaves_nothing(models: Path, tmp_path: Pa
     assert list(out_dir.iterdir()) == []
 
 
-def test_sigterm_removes_the_partial_output(models: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out.jsonl"
+def _predict_mid_write(models: Path, out: Path) -> subprocess.Popen:
+    """``topics predict - -o OUT`` in a subprocess, returned once its partial output exists:
+    stdin stays open, so the run waits for more documents."""
     proc = subprocess.Popen(
         [sys.executable, "-c", _subprocess_code(models, "-", "-o", str(out))],
         stdin=subprocess.PIPE,
@@ -396,11 +397,16 @@ def test_sigterm_removes_the_partial_output(models: Path, tmp_path: Path) -> Non
     )
     assert proc.stdin is not None
     proc.stdin.write(_jsonl(*({"id": f"d{i}", "text": SAFETY} for i in range(3))))
-    proc.stdin.flush()  # stdin stays open: the run waits for more documents
+    proc.stdin.flush()
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.jsonl.*.partial")):
+    while not list(out.parent.glob(f".{out.name}.*.partial")):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
+    return proc
+
+
+def test_sigterm_removes_the_partial_output(models: Path, tmp_path: Path) -> None:
+    proc = _predict_mid_write(models, tmp_path / "out.jsonl")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
@@ -412,20 +418,7 @@ def test_the_next_run_removes_what_a_killed_run_left(models: Path, tmp_path: Pat
     """SIGKILL cannot be cleaned up after: its partial output stays, named with its pid, until
     the next run to the same file removes it; a live process's partial output is kept."""
     out = tmp_path / "out.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _subprocess_code(models, "-", "-o", str(out))],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write(_jsonl({"id": "d0", "text": SAFETY}))
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.jsonl.*.partial")):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    proc = _predict_mid_write(models, out)
     proc.kill()
     proc.communicate(timeout=60)
     [left] = tmp_path.glob(".out.jsonl.*.partial")
