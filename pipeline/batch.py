@@ -143,9 +143,10 @@ def check_output(out: str | None, inputs: Sequence[str]) -> None:
         ) from None
 
 
-def partial_prefix(out: Path, pid: int | None = None) -> str:
-    """The name a run's temporary output starts with: ``.NAME.<pid>.`` (then random, ``.partial``)."""
-    return f".{out.name}.{os.getpid() if pid is None else pid}."
+def partial_prefix(out: Path) -> str:
+    """The name this run's temporary output starts with: ``.NAME.<pid>.`` (then random,
+    ``.partial``)."""
+    return f".{out.name}.{os.getpid()}."
 
 
 def remove_orphaned_partials(out: Path) -> list[Path]:

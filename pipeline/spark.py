@@ -69,7 +69,7 @@ from pipeline.documents import (
     unsupported,
 )
 from pipeline.errors import GovTopicsError, ModelError, UsageError
-from pipeline.registry import MANIFEST, ModelRef, ModelStore, check_name, parse_ref
+from pipeline.registry import KEY_ENV, MANIFEST, ModelRef, ModelStore, check_name, parse_ref
 
 INSTALL = "pip install 'gov-topics[spark]'"
 JAVA = (
@@ -311,8 +311,11 @@ def _column_rows(job: _Job, batches: Iterator[Any]) -> Iterator[Row]:
             continue
         files = rb.column(names.index("file")).to_pylist()
         index = rb.column(names.index("row")).to_pylist()
+        located: dict[str, tuple[str, int, str]] = {}  # per file, not per row
         for doc_id, text, uri, row in zip(ids, texts, files, index, strict=True):
-            source, arg, key = _locate(job, unquote(uri))
+            if uri not in located:
+                located[uri] = _locate(job, unquote(uri))
+            source, arg, key = located[uri]
             where = f"{source}:row {row + 1}"
             doc_id = where if doc_id is None else str(doc_id)
             yield doc_id, where, *_checked(text, job.text_col), (arg, key, row)
@@ -703,11 +706,9 @@ def _predict_files(
         single = single and len(counts) <= 1
         parts.append(lines.mapInArrow(job("lines", offsets=offsets), ddl))
     if by_kind["files"]:
-        big_ok = F.lit(False)
+        big_ok = F.lit(False)  # streamed formats (documents.is_streamed), any case
         for suffix in (*JSONL_SUFFIXES, *CSV_SUFFIXES, *GZIP_SUFFIXES):
-            big_ok = (
-                big_ok | F.col("path").endswith(suffix) | F.col("path").endswith(suffix.upper())
-            )
+            big_ok = big_ok | F.lower(F.col("path")).endswith(suffix)
         files = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
         files = files.load(by_kind["files"])
         small = files.filter((F.col("length") <= MAX_DOCUMENT_BYTES) | big_ok)
@@ -745,7 +746,7 @@ def _predict_files(
         (result.write.text if jsonl else result.write.parquet)(tmp)
         _replace(tmp, target)
     except BaseException:
-        if tmp and "://" not in tmp:
+        if "://" not in tmp:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
@@ -815,7 +816,7 @@ def _replace(tmp: str, target: str) -> None:
         return
     old = None
     if os.path.exists(target):
-        old = f"{tmp}.old"
+        old = tmp.removesuffix(".partial") + ".old.partial"  # removed by a later run if killed
         os.rename(target, old)
     os.rename(tmp, target)
     if old:
@@ -828,8 +829,8 @@ def job_error(exc: BaseException) -> GovTopicsError:
     text = str(exc)
     found = re.findall(r"pipeline\.errors\.\w+: (.+)", text)
     if found:
-        hint = "executors get the key as spark.executorEnv.GOV_TOPICS_STORE_KEY"
-        key = "$GOV_TOPICS_STORE_KEY" in found[-1]
+        hint = f"executors get the key as spark.executorEnv.{KEY_ENV}"
+        key = f"${KEY_ENV}" in found[-1]
         return GovTopicsError(f"on a Spark executor: {found[-1].strip()}", hint if key else "")
     log = _LOG.pop("path", None)  # kept: the user is pointed to it
     where = f"the Spark log {log}" if log else "the Spark log"
