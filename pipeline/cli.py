@@ -280,9 +280,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     check_output(args.output, args.paths)  # before the model is loaded: fails in a moment
     store = _store(args)
-    ref = parse_ref(args.model)
-    if args.model is None and "production" in store.aliases(ref.name):
-        ref = parse_ref(f"{ref.name}@production")  # the promoted model, when there is one
+    ref = parse_ref(args.model)  # no --model: the production model
     if sys.stderr.isatty():  # the seconds before the progress bar, said (like the bar, only here)
         print(f"topics predict: loading model {ref.name}:{store.resolve(ref)} ...", file=sys.stderr)
     model, manifest = store.load(ref)
